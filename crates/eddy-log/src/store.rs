@@ -1,0 +1,715 @@
+//! [`LogStore`]: one LMDB environment per log directory, its reads and its write requests.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use bytes::{Bytes, BytesMut};
+use eddy_types::PartitionId;
+use heed::types::Bytes as RawBytes;
+use heed::{CommitOrAbort, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls};
+use kafka_protocol::records::RecordBatchDecoder;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::batch::{self, BatchHeader, Origin};
+use crate::config::{Durability, LogConfig};
+use crate::error::LogError;
+use crate::keys::{log_key_offset, state_key_partition, user_key, STATE_PREFIX};
+use crate::state::{EpochStart, PartitionConfig, PartitionState};
+use crate::writer::{
+    self, batch_containing, load_state, partition_range, AppendMode, Appended, Dbs, ErrCtx, Msg,
+    Outcome, PreparedAppend, RetentionReport, WriteOp, WriterStats,
+};
+
+/// One buffer of record batches to append to one partition.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// Target partition; it must have been created.
+    pub partition: PartitionId,
+    /// One or more RecordBatch v2, back to back, as a Kafka client or a leader sent them.
+    pub records: Bytes,
+    /// Leader append (assign offsets) or replica append (keep them).
+    pub mode: AppendMode,
+}
+
+/// Whole batches read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The batches, back to back, exactly as stored; empty when there is nothing to read.
+    pub records: Bytes,
+    /// Number of batches in `records`.
+    pub batches: usize,
+    /// One past the last offset in `records` (the `from` offset when `records` is empty): where
+    /// the next read continues.
+    pub next_offset: u64,
+    /// The partition's offsets at the time of the read.
+    pub offsets: PartitionOffsets,
+}
+
+/// Where a partition's log starts and ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// First offset a reader may ask for.
+    pub log_start: u64,
+    /// Offset the next appended record gets.
+    pub log_end: u64,
+    /// Last checkpointed high watermark.
+    pub high_watermark: u64,
+    /// Bytes of stored batches.
+    pub size_bytes: u64,
+}
+
+impl PartitionOffsets {
+    fn of(st: &PartitionState) -> PartitionOffsets {
+        PartitionOffsets {
+            log_start: st.log_start,
+            log_end: st.log_end,
+            high_watermark: st.high_watermark,
+            size_bytes: st.size_bytes,
+        }
+    }
+}
+
+/// Counters of the writer thread since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Write transactions committed.
+    pub commits: u64,
+    /// Requests answered by those commits (appends, checkpoints, ...).
+    pub ops: u64,
+    /// Bytes appended (batch bytes and metadata values).
+    pub bytes: u64,
+    /// Time spent applying and committing, in nanoseconds.
+    pub commit_nanos: u64,
+    /// Background syncs done in periodic mode.
+    pub syncs: u64,
+}
+
+/// The answer to a write request, as soon as its commit is done.
+///
+/// Await it from async code, or call [`Pending::wait`] from a plain thread.
+#[must_use = "a write request is answered through its Pending"]
+pub struct Pending<T> {
+    state: PendingState<T>,
+}
+
+type Finish<T> = Box<dyn FnOnce(Outcome) -> Result<T, LogError> + Send>;
+
+enum PendingState<T> {
+    Ready(Option<Result<T, LogError>>),
+    Waiting {
+        rx: oneshot::Receiver<Result<Outcome, LogError>>,
+        finish: Option<Finish<T>>,
+    },
+}
+
+// `Pending` never pins its fields: the receiver and the boxed closure are `Unpin`, and a `T`
+// is only ever moved out, never polled.
+impl<T> Unpin for Pending<T> {}
+
+impl<T> fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ready = matches!(self.state, PendingState::Ready(_));
+        f.debug_struct("Pending").field("ready", &ready).finish()
+    }
+}
+
+impl<T> Pending<T> {
+    fn ready(result: Result<T, LogError>) -> Pending<T> {
+        Pending {
+            state: PendingState::Ready(Some(result)),
+        }
+    }
+
+    /// Blocks the calling thread until the commit is done. Do not call it from async code:
+    /// await the `Pending` there.
+    pub fn wait(self) -> Result<T, LogError> {
+        match self.state {
+            PendingState::Ready(r) => r.unwrap_or(Err(LogError::WriterStopped)),
+            PendingState::Waiting { rx, finish } => {
+                let outcome = rx.blocking_recv().map_err(|_| LogError::WriterStopped)??;
+                match finish {
+                    Some(f) => f(outcome),
+                    None => Err(LogError::WriterStopped),
+                }
+            }
+        }
+    }
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, LogError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.state {
+            PendingState::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(LogError::WriterStopped))),
+            PendingState::Waiting { rx, finish } => match Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(_)) => Poll::Ready(Err(LogError::WriterStopped)),
+                Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(Ok(outcome))) => match finish.take() {
+                    Some(f) => Poll::Ready(f(outcome)),
+                    None => Poll::Ready(Err(LogError::WriterStopped)),
+                },
+            },
+        }
+    }
+}
+
+fn unexpected<T>(outcome: Outcome) -> Result<T, LogError> {
+    Err(LogError::Corrupt {
+        what: "writer reply".into(),
+        reason: format!("unexpected outcome {outcome:?}"),
+    })
+}
+
+/// Stops and joins the writer thread when the last store handle goes away.
+struct WriterHandle {
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Inner {
+    // Field order matters: the writer (which holds an `Env` clone) is joined before `env` drops,
+    // so the environment is closed when the last `LogStore` goes and can be opened again.
+    writer: WriterHandle,
+    env: heed::Env<WithoutTls>,
+    dbs: Dbs,
+    ctx: ErrCtx,
+    stats: Arc<WriterStats>,
+    path: PathBuf,
+}
+
+/// The partition log of one log directory: every partition replica of one broker, in one LMDB
+/// environment.
+///
+/// Cheap to clone; all clones share the environment and its writer thread. Reads run on the
+/// calling thread in short read transactions; writes are queued to the writer thread and
+/// answered through [`Pending`] after their group commit.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl LogStore {
+    /// Opens (creating it if needed) the log directory `dir`.
+    ///
+    /// Reopening is O(1) in the number of partitions: nothing is scanned or loaded.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<LogStore, LogError> {
+        let dir = dir.as_ref();
+        let path = dir.display().to_string();
+        let ctx = ErrCtx {
+            path: path.clone(),
+            map_size: config.map_size,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| ctx.heed(heed::Error::Io(e)))?;
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options
+            .map_size(config.map_size)
+            .max_dbs(2)
+            .max_readers(config.max_readers);
+        let flags = match config.durability {
+            Durability::Sync => EnvFlags::empty(),
+            Durability::Periodic { .. } => EnvFlags::NO_SYNC,
+        };
+        // SAFETY: LMDB maps the directory's data file. The mapping stays sound as long as no one
+        // modifies the file outside LMDB or breaks its lock file; the directory belongs to this
+        // broker alone, heed refuses a second open in this process, and NO_LOCK is not used.
+        #[allow(unsafe_code)]
+        let env = unsafe {
+            options.flags(flags);
+            options.open(dir)
+        }
+        .map_err(|e| ctx.heed(e))?;
+        let wtxn = env.write_txn().map_err(|e| ctx.heed(e))?;
+        let (log, meta) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
+                let log = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("log"))?;
+                let meta = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("meta"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((log, meta)))
+            })
+            .map_err(|e| ctx.heed(e))?
+            .unwrap_commit();
+        let dbs = Dbs { log, meta };
+
+        let stats = Arc::new(WriterStats::default());
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let (env, ctx, stats) = (env.clone(), ctx.clone(), stats.clone());
+            let config = config.clone();
+            std::thread::Builder::new()
+                .name("eddy-log-writer".into())
+                .spawn(move || writer::run(env, dbs, config, ctx, stats, rx))
+                .map_err(|e| LogError::Storage {
+                    path: path.clone(),
+                    source: heed::Error::Io(e),
+                })?
+        };
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                writer: WriterHandle {
+                    tx,
+                    thread: Some(thread),
+                },
+                env,
+                dbs,
+                ctx,
+                stats,
+                path: dir.to_path_buf(),
+            }),
+        })
+    }
+
+    /// The log directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn submit<T>(
+        &self,
+        op: WriteOp,
+        finish: impl FnOnce(Outcome) -> Result<T, LogError> + Send + 'static,
+    ) -> Pending<T> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.writer.tx.send(Msg::Op(op, reply)).is_err() {
+            return Pending::ready(Err(LogError::WriterStopped));
+        }
+        Pending {
+            state: PendingState::Waiting {
+                rx,
+                finish: Some(Box::new(finish)),
+            },
+        }
+    }
+
+    fn submit_done(&self, op: WriteOp) -> Pending<()> {
+        self.submit(op, |o| match o {
+            Outcome::Done => Ok(()),
+            other => unexpected(other),
+        })
+    }
+
+    fn submit_offset(&self, op: WriteOp) -> Pending<u64> {
+        self.submit(op, |o| match o {
+            Outcome::Offset(off) => Ok(off),
+            other => unexpected(other),
+        })
+    }
+
+    /// Appends buffers to one or many partitions in one commit, answering each buffer on its own.
+    ///
+    /// Each buffer is validated (lengths, magic, CRC-32C, counts) on the calling thread; a bad
+    /// one is refused with [`LogError::InvalidBatch`] and nothing of it is written, while the
+    /// others go on. The `Pending` resolves once the commit holding them is durable (per
+    /// [`Durability`]).
+    pub fn append(&self, requests: Vec<AppendRequest>) -> Pending<Vec<Result<Appended, LogError>>> {
+        let n = requests.len();
+        let mut refused: Vec<(usize, LogError)> = Vec::new();
+        let mut prepared = Vec::with_capacity(n);
+        for (i, r) in requests.into_iter().enumerate() {
+            let origin = match r.mode {
+                AppendMode::Leader { .. } => Origin::Producer,
+                AppendMode::Replica => Origin::Replica,
+            };
+            match batch::validate(&r.records, origin) {
+                Ok(spans) => prepared.push(PreparedAppend {
+                    partition: r.partition,
+                    bytes: r.records,
+                    spans,
+                    mode: r.mode,
+                }),
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        let merge = move |mut written: Vec<Result<Appended, LogError>>| {
+            if refused.is_empty() {
+                return written;
+            }
+            let mut out = Vec::with_capacity(n);
+            let mut refused = refused.into_iter().peekable();
+            let mut written = written.drain(..);
+            for i in 0..n {
+                match refused.peek() {
+                    Some((j, _)) if *j == i => {
+                        if let Some((_, e)) = refused.next() {
+                            out.push(Err(e));
+                        }
+                    }
+                    _ => out.push(written.next().unwrap_or(Err(LogError::WriterStopped))),
+                }
+            }
+            out
+        };
+        if prepared.is_empty() {
+            return Pending::ready(Ok(merge(Vec::new())));
+        }
+        self.submit(WriteOp::Append(prepared), move |o| match o {
+            Outcome::Appended(written) => Ok(merge(written)),
+            other => unexpected(other),
+        })
+    }
+
+    /// Appends one buffer to one partition.
+    pub fn append_one(
+        &self,
+        partition: PartitionId,
+        records: Bytes,
+        mode: AppendMode,
+    ) -> Pending<Appended> {
+        let pending = self.append(vec![AppendRequest {
+            partition,
+            records,
+            mode,
+        }]);
+        match pending.state {
+            PendingState::Ready(r) => Pending::ready(
+                r.unwrap_or(Err(LogError::WriterStopped))
+                    .and_then(|mut v| v.pop().unwrap_or(Err(LogError::WriterStopped))),
+            ),
+            PendingState::Waiting { rx, finish } => Pending {
+                state: PendingState::Waiting {
+                    rx,
+                    finish: Some(Box::new(move |o| {
+                        let all = match finish {
+                            Some(f) => f(o)?,
+                            None => return Err(LogError::WriterStopped),
+                        };
+                        all.into_iter()
+                            .next()
+                            .unwrap_or(Err(LogError::WriterStopped))
+                    })),
+                },
+            },
+        }
+    }
+
+    /// Registers partitions, all or none: fails with [`LogError::PartitionExists`] if any exists.
+    pub fn create_partitions(&self, partitions: Vec<(PartitionId, PartitionConfig)>) -> Pending<()> {
+        self.submit_done(WriteOp::CreatePartitions(partitions))
+    }
+
+    /// Removes partitions and all their batches. Unknown ids are ignored.
+    pub fn delete_partitions(&self, partitions: Vec<PartitionId>) -> Pending<()> {
+        self.submit_done(WriteOp::DeletePartitions(partitions))
+    }
+
+    /// Replaces a partition's retention settings.
+    pub fn set_config(&self, partition: PartitionId, config: PartitionConfig) -> Pending<()> {
+        self.submit_done(WriteOp::SetConfig(partition, config))
+    }
+
+    /// Persists high watermarks (each clamped to its partition's log range).
+    pub fn checkpoint_high_watermarks(&self, marks: Vec<(PartitionId, u64)>) -> Pending<()> {
+        self.submit_done(WriteOp::CheckpointHighWatermarks(marks))
+    }
+
+    /// Removes every record at or after `offset` (whole batches: a batch that holds `offset`
+    /// goes too) and answers the new log end. Used when a follower's tail diverges from its
+    /// leader's.
+    pub fn truncate_to(&self, partition: PartitionId, offset: u64) -> Pending<u64> {
+        self.submit_offset(WriteOp::TruncateTo(partition, offset))
+    }
+
+    /// Moves the log start to `offset` (Kafka's DeleteRecords) and removes the batches wholly
+    /// before it. Answers the new log start. `offset` past the log end is refused.
+    pub fn delete_records_before(&self, partition: PartitionId, offset: u64) -> Pending<u64> {
+        self.submit_offset(WriteOp::DeleteRecordsBefore(partition, offset))
+    }
+
+    /// Applies every partition's retention settings at wall-clock time `now_ms`, removing whole
+    /// batches below the high watermark. Batches without timestamps (max timestamp -1) count as
+    /// expired.
+    pub fn enforce_retention(&self, now_ms: i64) -> Pending<RetentionReport> {
+        self.submit(WriteOp::Retention { now_ms }, |o| match o {
+            Outcome::Retention(r) => Ok(r),
+            other => unexpected(other),
+        })
+    }
+
+    /// Stores metadata records (serialised with rmp-serde), all in one commit.
+    pub fn put_meta<T: Serialize>(&self, records: &[(&[u8], &T)]) -> Pending<()> {
+        let mut kvs = Vec::with_capacity(records.len());
+        for (k, v) in records {
+            match rmp_serde::to_vec_named(v) {
+                Ok(raw) => kvs.push((k.to_vec(), Some(raw))),
+                Err(source) => {
+                    return Pending::ready(Err(LogError::Encode {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                        source,
+                    }))
+                }
+            }
+        }
+        self.submit_done(WriteOp::PutMeta(kvs))
+    }
+
+    /// Deletes metadata records.
+    pub fn delete_meta(&self, keys: &[&[u8]]) -> Pending<()> {
+        self.submit_done(WriteOp::PutMeta(
+            keys.iter().map(|k| (k.to_vec(), None)).collect(),
+        ))
+    }
+
+    /// Makes every commit so far durable now (a no-op cost in `Sync` mode).
+    pub fn flush(&self) -> Pending<()> {
+        self.submit_done(WriteOp::Flush)
+    }
+
+    fn read_txn(&self) -> Result<RoTxn<'_, WithoutTls>, LogError> {
+        self.inner.env.read_txn().map_err(|e| self.inner.ctx.heed(e))
+    }
+
+    fn state(
+        &self,
+        txn: &RoTxn<'_, WithoutTls>,
+        partition: PartitionId,
+    ) -> Result<PartitionState, LogError> {
+        load_state(txn, &self.inner.dbs, partition, &self.inner.ctx)?
+            .ok_or(LogError::UnknownPartition(partition))
+    }
+
+    /// Reads whole batches from `from` up to the log end, at most `max_bytes` of them except
+    /// that the first batch is always returned whole. The first batch may start before `from`.
+    pub fn read(&self, partition: PartitionId, from: u64, max_bytes: usize) -> Result<Fetched, LogError> {
+        self.read_until(partition, from, max_bytes, u64::MAX)
+    }
+
+    /// Like [`LogStore::read`], but returns only batches that end before `until` (the high
+    /// watermark, for consumers).
+    pub fn read_until(
+        &self,
+        partition: PartitionId,
+        from: u64,
+        max_bytes: usize,
+        until: u64,
+    ) -> Result<Fetched, LogError> {
+        let txn = self.read_txn()?;
+        let st = self.state(&txn, partition)?;
+        let offsets = PartitionOffsets::of(&st);
+        if from < st.log_start || from > st.log_end {
+            return Err(LogError::OffsetOutOfRange {
+                partition,
+                offset: from,
+                log_start: st.log_start,
+                log_end: st.log_end,
+            });
+        }
+        let upper = until.min(st.log_end);
+        let mut out = BytesMut::new();
+        let mut batches = 0;
+        let mut next_offset = from;
+        if from < upper {
+            let dbs = &self.inner.dbs;
+            let ctx = &self.inner.ctx;
+            let start = batch_containing(&txn, dbs, ctx, partition, from)?.unwrap_or(from);
+            let (lo, hi) = partition_range(partition, start);
+            let iter = dbs
+                .log
+                .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+                .map_err(|e| ctx.heed(e))?;
+            for kv in iter {
+                let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+                let base = log_key_offset(k, partition).unwrap_or(u64::MAX);
+                let header = BatchHeader::parse(v).map_err(|e| LogError::Corrupt {
+                    what: format!("batch {base} of partition {partition}"),
+                    reason: e.to_string(),
+                })?;
+                let last = base + header.last_offset_delta as u64;
+                if last < from {
+                    continue;
+                }
+                if last >= upper || (batches > 0 && out.len() + v.len() > max_bytes) {
+                    break;
+                }
+                out.extend_from_slice(v);
+                batches += 1;
+                next_offset = last + 1;
+            }
+        }
+        Ok(Fetched {
+            records: out.freeze(),
+            batches,
+            next_offset,
+            offsets,
+        })
+    }
+
+    /// Log start, log end, checkpointed high watermark and size of a partition.
+    pub fn offsets(&self, partition: PartitionId) -> Result<PartitionOffsets, LogError> {
+        let txn = self.read_txn()?;
+        Ok(PartitionOffsets::of(&self.state(&txn, partition)?))
+    }
+
+    /// A partition's retention settings.
+    pub fn config(&self, partition: PartitionId) -> Result<PartitionConfig, LogError> {
+        let txn = self.read_txn()?;
+        Ok(self.state(&txn, partition)?.config)
+    }
+
+    /// The leader epochs seen in a partition and where each starts.
+    pub fn epochs(&self, partition: PartitionId) -> Result<Vec<EpochStart>, LogError> {
+        let txn = self.read_txn()?;
+        Ok(self.state(&txn, partition)?.epochs)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch: the largest epoch not above `epoch` and the offset where
+    /// the next epoch starts (the log end for the latest). `None` when no answer is defined.
+    pub fn end_offset_for_epoch(
+        &self,
+        partition: PartitionId,
+        epoch: i32,
+    ) -> Result<Option<(i32, u64)>, LogError> {
+        let txn = self.read_txn()?;
+        Ok(self.state(&txn, partition)?.end_offset_for_epoch(epoch))
+    }
+
+    /// The first record whose timestamp is at least `timestamp`, as `(offset, timestamp)`, or
+    /// `None` if every record is older (Kafka's ListOffsets by time).
+    ///
+    /// Scans batch headers from the log start and decodes only the one batch that holds the
+    /// answer.
+    pub fn offset_for_timestamp(
+        &self,
+        partition: PartitionId,
+        timestamp: i64,
+    ) -> Result<Option<(u64, i64)>, LogError> {
+        let txn = self.read_txn()?;
+        let st = self.state(&txn, partition)?;
+        let dbs = &self.inner.dbs;
+        let ctx = &self.inner.ctx;
+        let start = batch_containing(&txn, dbs, ctx, partition, st.log_start)?.unwrap_or(0);
+        let (lo, hi) = partition_range(partition, start);
+        let iter = dbs
+            .log
+            .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+            .map_err(|e| ctx.heed(e))?;
+        for kv in iter {
+            let (_, v) = kv.map_err(|e| ctx.heed(e))?;
+            let header = BatchHeader::parse(v)?;
+            if header.max_timestamp < timestamp {
+                continue;
+            }
+            let mut buf = Bytes::copy_from_slice(v);
+            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| LogError::Corrupt {
+                what: format!("batch {} of partition {partition}", header.base_offset),
+                reason: e.to_string(),
+            })?;
+            let hit = set.records.iter().find(|r| {
+                r.timestamp >= timestamp && r.offset >= 0 && r.offset as u64 >= st.log_start
+            });
+            if let Some(r) = hit {
+                return Ok(Some((r.offset as u64, r.timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ids of every partition in this directory, ascending.
+    pub fn partitions(&self) -> Result<Vec<PartitionId>, LogError> {
+        let txn = self.read_txn()?;
+        let ctx = &self.inner.ctx;
+        let iter = self
+            .inner
+            .dbs
+            .meta
+            .prefix_iter(&txn, STATE_PREFIX)
+            .map_err(|e| ctx.heed(e))?;
+        let mut out = Vec::new();
+        for kv in iter {
+            let (k, _) = kv.map_err(|e| ctx.heed(e))?;
+            if let Some(p) = state_key_partition(k) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a metadata record.
+    pub fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, LogError> {
+        let txn = self.read_txn()?;
+        let ctx = &self.inner.ctx;
+        let raw = self
+            .inner
+            .dbs
+            .meta
+            .get(&txn, &user_key(key))
+            .map_err(|e| ctx.heed(e))?;
+        raw.map(|r| {
+            rmp_serde::from_slice(r).map_err(|e| LogError::Corrupt {
+                what: format!("metadata record {}", String::from_utf8_lossy(key)),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Reads every metadata record whose key starts with `prefix`, in key order.
+    pub fn scan_meta<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, LogError> {
+        let txn = self.read_txn()?;
+        let ctx = &self.inner.ctx;
+        let iter = self
+            .inner
+            .dbs
+            .meta
+            .prefix_iter(&txn, &user_key(prefix))
+            .map_err(|e| ctx.heed(e))?;
+        let mut out = Vec::new();
+        for kv in iter {
+            let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+            let key = k[1..].to_vec();
+            let value = rmp_serde::from_slice(v).map_err(|e| LogError::Corrupt {
+                what: format!("metadata record {}", String::from_utf8_lossy(&key)),
+                reason: e.to_string(),
+            })?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// Counters of the writer thread.
+    pub fn stats(&self) -> LogStats {
+        let s = &self.inner.stats;
+        LogStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            ops: s.ops.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
+            syncs: s.syncs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes the environment's data file takes on disk.
+    pub fn disk_size(&self) -> Result<u64, LogError> {
+        self.inner
+            .env
+            .real_disk_size()
+            .map_err(|e| self.inner.ctx.heed(e))
+    }
+}

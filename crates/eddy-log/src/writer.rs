@@ -1,0 +1,737 @@
+//! The writer thread of one log directory: group commit of everything that changes the log.
+//!
+//! LMDB allows one write transaction per environment at a time and heed's `RwTxn` is not
+//! `Send`, so each environment gets one dedicated OS thread that owns all writes. Requests queue
+//! on a channel; the thread takes every request that is waiting (up to
+//! [`LogConfig::max_commit_bytes`](crate::LogConfig)), applies them in one transaction, commits
+//! once and answers them all. Requests that arrive while a commit is being fsync'd form the next
+//! group, so the commit size grows with the load by itself.
+//!
+//! Each request is applied so that a refused request writes nothing: every check happens before
+//! the first put. A storage failure (map full, disk full, I/O error) aborts the whole group;
+//! its requests are then retried one transaction each, so one oversized request does not fail the
+//! requests that happened to share its commit.
+
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use eddy_types::PartitionId;
+use heed::types::Bytes as RawBytes;
+use heed::{Database, Env, RoTxn, RwTxn, WithoutTls};
+use std::io::Write;
+use tokio::sync::oneshot;
+use tracing::{debug, error};
+
+use crate::batch::{patch_header, BatchHeader, BatchSpan};
+use crate::config::{Durability, LogConfig};
+use crate::error::LogError;
+use crate::keys::{
+    log_key, log_key_offset, state_key, state_key_partition, user_key, STATE_PREFIX,
+};
+use crate::state::{PartitionConfig, PartitionState};
+
+/// The two databases of an environment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dbs {
+    pub(crate) log: Database<'static, RawBytes, RawBytes>,
+    pub(crate) meta: Database<'static, RawBytes, RawBytes>,
+}
+
+/// How a validated buffer is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendMode {
+    /// A leader's append of producer batches: the log assigns offsets from its end and stamps
+    /// every batch with `leader_epoch`.
+    Leader {
+        /// Epoch of the appending leader, written into each batch header.
+        leader_epoch: i32,
+    },
+    /// A follower's append of batches fetched from the leader: offsets and epochs are kept, and
+    /// the first batch must start at this replica's log end.
+    Replica,
+}
+
+/// The answer to one appended buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first appended record.
+    pub base_offset: u64,
+    /// Offset of the last appended record.
+    pub last_offset: u64,
+    /// The partition's log start offset after the append.
+    pub log_start: u64,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Partitions that lost at least one batch.
+    pub partitions: u64,
+    /// Batches removed.
+    pub batches: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct PreparedAppend {
+    pub(crate) partition: PartitionId,
+    pub(crate) bytes: Bytes,
+    pub(crate) spans: Vec<BatchSpan>,
+    pub(crate) mode: AppendMode,
+}
+
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    Append(Vec<PreparedAppend>),
+    CreatePartitions(Vec<(PartitionId, PartitionConfig)>),
+    DeletePartitions(Vec<PartitionId>),
+    SetConfig(PartitionId, PartitionConfig),
+    CheckpointHighWatermarks(Vec<(PartitionId, u64)>),
+    TruncateTo(PartitionId, u64),
+    DeleteRecordsBefore(PartitionId, u64),
+    Retention { now_ms: i64 },
+    PutMeta(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+    Flush,
+}
+
+impl WriteOp {
+    /// Bytes this op adds to a commit, for group sizing.
+    fn weight(&self) -> usize {
+        match self {
+            WriteOp::Append(items) => items.iter().map(|i| i.bytes.len()).sum(),
+            WriteOp::PutMeta(kvs) => kvs
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum(),
+            WriteOp::CreatePartitions(ps) => ps.len() * 64,
+            _ => 64,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Appended(Vec<Result<Appended, LogError>>),
+    Done,
+    Offset(u64),
+    Retention(RetentionReport),
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Outcome, LogError>>;
+
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Op(WriteOp, Reply),
+    Shutdown,
+}
+
+/// Counters of the writer, read by [`LogStore::stats`](crate::LogStore::stats).
+#[derive(Debug, Default)]
+pub(crate) struct WriterStats {
+    pub(crate) commits: AtomicU64,
+    pub(crate) ops: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) commit_nanos: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+}
+
+/// What the writer needs to name its errors.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrCtx {
+    pub(crate) path: String,
+    pub(crate) map_size: usize,
+}
+
+impl ErrCtx {
+    pub(crate) fn heed(&self, e: heed::Error) -> LogError {
+        LogError::from_heed(e, &self.path, self.map_size)
+    }
+}
+
+/// Reads a partition's state inside any transaction.
+pub(crate) fn load_state(
+    txn: &RoTxn<'_>,
+    dbs: &Dbs,
+    partition: PartitionId,
+    ctx: &ErrCtx,
+) -> Result<Option<PartitionState>, LogError> {
+    let Some(raw) = dbs
+        .meta
+        .get(txn, &state_key(partition))
+        .map_err(|e| ctx.heed(e))?
+    else {
+        return Ok(None);
+    };
+    rmp_serde::from_slice(raw)
+        .map(Some)
+        .map_err(|e| LogError::Corrupt {
+            what: format!("state of partition {partition}"),
+            reason: e.to_string(),
+        })
+}
+
+/// The batches of `partition` whose base offset is at least `from_base`, in offset order.
+pub(crate) fn partition_range(partition: PartitionId, from_base: u64) -> ([u8; 12], [u8; 12]) {
+    (log_key(partition, from_base), log_key(partition, u64::MAX))
+}
+
+/// Runs the writer loop until `Shutdown` arrives or every sender is gone.
+pub(crate) fn run(
+    env: Env<WithoutTls>,
+    dbs: Dbs,
+    config: LogConfig,
+    ctx: ErrCtx,
+    stats: Arc<WriterStats>,
+    rx: Receiver<Msg>,
+) {
+    let periodic = match config.durability {
+        Durability::Periodic { interval } => Some(interval),
+        Durability::Sync => None,
+    };
+    let mut unsynced = false;
+    let mut last_sync = Instant::now();
+    let mut running = true;
+    while running {
+        // Wait for the first request of the next group; in periodic mode, wake up for the sync.
+        let first = match periodic.filter(|_| unsynced) {
+            Some(interval) => {
+                let left = interval.saturating_sub(last_sync.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            },
+        };
+        let mut group: Vec<(WriteOp, Reply)> = Vec::new();
+        let mut weight = 0usize;
+        if let Some(m) = first {
+            take(m, &mut group, &mut weight, &mut running);
+            let deadline = Instant::now() + config.max_commit_delay;
+            while running && weight < config.max_commit_bytes {
+                match rx.try_recv() {
+                    Ok(m) => take(m, &mut group, &mut weight, &mut running),
+                    Err(TryRecvError::Empty) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(m) => take(m, &mut group, &mut weight, &mut running),
+                            Err(_) => break,
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            }
+        }
+        let wants_flush = group.iter().any(|(op, _)| matches!(op, WriteOp::Flush));
+        let answers = if group.is_empty() {
+            Vec::new()
+        } else {
+            unsynced |= periodic.is_some();
+            commit_group(&env, &dbs, &ctx, &stats, group)
+        };
+        let mut sync_error = None;
+        if let Some(interval) = periodic {
+            if unsynced && (wants_flush || !running || last_sync.elapsed() >= interval) {
+                match env.force_sync() {
+                    Ok(()) => {
+                        stats.syncs.fetch_add(1, Ordering::Relaxed);
+                        unsynced = false;
+                    }
+                    Err(e) => {
+                        error!(path = %ctx.path, error = %e, "periodic sync failed");
+                        sync_error = Some(e.to_string());
+                    }
+                }
+                last_sync = Instant::now();
+            }
+        }
+        // Answer only now, so that a flush is answered after its sync.
+        for (is_flush, reply, answer) in answers {
+            let answer = match (&sync_error, is_flush) {
+                (Some(e), true) => Err(LogError::Storage {
+                    path: ctx.path.clone(),
+                    source: heed::Error::Io(std::io::Error::other(format!("sync failed: {e}"))),
+                }),
+                _ => answer,
+            };
+            let _ = reply.send(answer);
+        }
+    }
+    if periodic.is_some() && unsynced {
+        if let Err(e) = env.force_sync() {
+            error!(path = %ctx.path, error = %e, "final sync failed");
+        }
+    }
+    debug!(path = %ctx.path, "log writer stopped");
+}
+
+/// Adds a queued message to the group being gathered.
+fn take(m: Msg, group: &mut Vec<(WriteOp, Reply)>, weight: &mut usize, running: &mut bool) {
+    match m {
+        Msg::Op(op, reply) => {
+            *weight += op.weight();
+            group.push((op, reply));
+        }
+        Msg::Shutdown => *running = false,
+    }
+}
+
+/// Commits a group and returns each request's answer, to be sent once the data is as durable
+/// as the mode promises.
+fn commit_group(
+    env: &Env<WithoutTls>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    stats: &WriterStats,
+    group: Vec<(WriteOp, Reply)>,
+) -> Vec<(bool, Reply, Result<Outcome, LogError>)> {
+    let started = Instant::now();
+    let weight: usize = group.iter().map(|(op, _)| op.weight()).sum();
+    let is_flush = |op: &WriteOp| matches!(op, WriteOp::Flush);
+    match try_commit(env, dbs, ctx, group.iter().map(|(op, _)| op)) {
+        Ok(outcomes) => {
+            record(stats, started, group.len(), weight);
+            group
+                .into_iter()
+                .zip(outcomes)
+                .map(|((op, reply), outcome)| (is_flush(&op), reply, outcome))
+                .collect()
+        }
+        Err(e) if group.len() == 1 => match group.into_iter().next() {
+            Some((op, reply)) => vec![(is_flush(&op), reply, Err(e))],
+            None => Vec::new(),
+        },
+        Err(e) => {
+            debug!(path = %ctx.path, error = %e, ops = group.len(), "group commit failed, retrying ops one by one");
+            group
+                .into_iter()
+                .map(|(op, reply)| {
+                    let started = Instant::now();
+                    let answer = match try_commit(env, dbs, ctx, std::iter::once(&op)) {
+                        Ok(mut outcomes) => {
+                            record(stats, started, 1, op.weight());
+                            outcomes.pop().unwrap_or(Err(LogError::WriterStopped))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (is_flush(&op), reply, answer)
+                })
+                .collect()
+        }
+    }
+}
+
+fn record(stats: &WriterStats, started: Instant, ops: usize, weight: usize) {
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.ops.fetch_add(ops as u64, Ordering::Relaxed);
+    stats.bytes.fetch_add(weight as u64, Ordering::Relaxed);
+    stats
+        .commit_nanos
+        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
+/// Applies `ops` in one transaction and commits. `Err` means nothing was committed.
+fn try_commit<'a>(
+    env: &Env<WithoutTls>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    ops: impl Iterator<Item = &'a WriteOp>,
+) -> Result<Vec<Result<Outcome, LogError>>, LogError> {
+    let mut txn = env.write_txn().map_err(|e| ctx.heed(e))?;
+    let mut outcomes = Vec::new();
+    for op in ops {
+        outcomes.push(apply(&mut txn, dbs, ctx, op)?);
+    }
+    txn.commit().map_err(|e| ctx.heed(e))?;
+    Ok(outcomes)
+}
+
+/// Applies one op. Outer `Err`: storage failure, abort the transaction. Inner `Err`: the op was
+/// refused before it wrote anything.
+fn apply(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    op: &WriteOp,
+) -> Result<Result<Outcome, LogError>, LogError> {
+    match op {
+        WriteOp::Append(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(append_one(txn, dbs, ctx, item)?);
+            }
+            Ok(Ok(Outcome::Appended(out)))
+        }
+        WriteOp::CreatePartitions(parts) => {
+            for (p, _) in parts {
+                if dbs
+                    .meta
+                    .get(txn, &state_key(*p))
+                    .map_err(|e| ctx.heed(e))?
+                    .is_some()
+                {
+                    return Ok(Err(LogError::PartitionExists(*p)));
+                }
+            }
+            for (p, config) in parts {
+                save_state(txn, dbs, ctx, *p, &PartitionState::new(config.clone()))?;
+            }
+            Ok(Ok(Outcome::Done))
+        }
+        WriteOp::DeletePartitions(parts) => {
+            for p in parts {
+                let (lo, hi) = partition_range(*p, 0);
+                dbs.log
+                    .delete_range(txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+                    .map_err(|e| ctx.heed(e))?;
+                dbs.meta
+                    .delete(txn, &state_key(*p))
+                    .map_err(|e| ctx.heed(e))?;
+            }
+            Ok(Ok(Outcome::Done))
+        }
+        WriteOp::SetConfig(p, config) => {
+            let mut st = match load_state(txn, dbs, *p, ctx)? {
+                Some(st) => st,
+                None => return Ok(Err(LogError::UnknownPartition(*p))),
+            };
+            st.config = config.clone();
+            save_state(txn, dbs, ctx, *p, &st)?;
+            Ok(Ok(Outcome::Done))
+        }
+        WriteOp::CheckpointHighWatermarks(marks) => {
+            for (p, hw) in marks {
+                let mut st = match load_state(txn, dbs, *p, ctx)? {
+                    Some(st) => st,
+                    None => return Ok(Err(LogError::UnknownPartition(*p))),
+                };
+                st.high_watermark = (*hw).clamp(st.log_start, st.log_end);
+                save_state(txn, dbs, ctx, *p, &st)?;
+            }
+            Ok(Ok(Outcome::Done))
+        }
+        WriteOp::TruncateTo(p, offset) => truncate_to(txn, dbs, ctx, *p, *offset),
+        WriteOp::DeleteRecordsBefore(p, offset) => delete_before(txn, dbs, ctx, *p, *offset),
+        WriteOp::Retention { now_ms } => retention(txn, dbs, ctx, *now_ms),
+        WriteOp::PutMeta(kvs) => {
+            for (k, v) in kvs {
+                let key = user_key(k);
+                match v {
+                    Some(v) => dbs.meta.put(txn, &key, v),
+                    None => dbs.meta.delete(txn, &key).map(|_| ()),
+                }
+                .map_err(|e| ctx.heed(e))?;
+            }
+            Ok(Ok(Outcome::Done))
+        }
+        WriteOp::Flush => Ok(Ok(Outcome::Done)),
+    }
+}
+
+fn save_state(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    partition: PartitionId,
+    st: &PartitionState,
+) -> Result<(), LogError> {
+    let raw = rmp_serde::to_vec_named(st).map_err(|source| LogError::Encode {
+        key: format!("state of partition {partition}"),
+        source,
+    })?;
+    dbs.meta
+        .put(txn, &state_key(partition), &raw)
+        .map_err(|e| ctx.heed(e))
+}
+
+fn append_one(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    item: &PreparedAppend,
+) -> Result<Result<Appended, LogError>, LogError> {
+    let p = item.partition;
+    let mut st = match load_state(txn, dbs, p, ctx) {
+        Ok(Some(st)) => st,
+        Ok(None) => return Ok(Err(LogError::UnknownPartition(p))),
+        Err(e @ LogError::Corrupt { .. }) => return Ok(Err(e)),
+        Err(e) => return Err(e),
+    };
+    if item.mode == AppendMode::Replica {
+        // Validation guarantees at least one span with a non-negative base offset.
+        let first = item.spans.first().map_or(0, |s| s.header.base_offset as u64);
+        if first != st.log_end {
+            return Ok(Err(LogError::NonContiguousReplicaAppend {
+                partition: p,
+                expected: st.log_end,
+                got: first,
+            }));
+        }
+    }
+    let base_offset = st.log_end;
+    let mut next = st.log_end;
+    for span in &item.spans {
+        let raw = &item.bytes[span.start..span.end()];
+        let delta = span.header.last_offset_delta as u64;
+        match item.mode {
+            AppendMode::Leader { leader_epoch } => {
+                // One copy, straight into LMDB's page: the header with our offset and epoch,
+                // then the rest verbatim.
+                let mut head = [0u8; 16];
+                head.copy_from_slice(&raw[..16]);
+                patch_header(&mut head, next, leader_epoch);
+                dbs.log
+                    .put_reserved(txn, &log_key(p, next), raw.len(), |w| {
+                        w.write_all(&head)?;
+                        w.write_all(&raw[16..])
+                    })
+                    .map_err(|e| ctx.heed(e))?;
+                st.note_epoch(leader_epoch, next);
+            }
+            AppendMode::Replica => {
+                next = span.header.base_offset as u64;
+                dbs.log
+                    .put(txn, &log_key(p, next), raw)
+                    .map_err(|e| ctx.heed(e))?;
+                st.note_epoch(span.header.partition_leader_epoch, next);
+            }
+        }
+        next += delta + 1;
+        st.size_bytes += raw.len() as u64;
+    }
+    st.log_end = next;
+    save_state(txn, dbs, ctx, p, &st)?;
+    Ok(Ok(Appended {
+        base_offset,
+        last_offset: next - 1,
+        log_start: st.log_start,
+    }))
+}
+
+/// Base offset, last offset, size and max timestamp of each batch from `from_base` on.
+fn batch_summaries<'t>(
+    txn: &'t RoTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    p: PartitionId,
+    from_base: u64,
+) -> Result<impl Iterator<Item = Result<(u64, BatchHeader, usize), LogError>> + 't, LogError> {
+    let (lo, hi) = partition_range(p, from_base);
+    let iter = dbs
+        .log
+        .range(txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+        .map_err(|e| ctx.heed(e))?;
+    let ctx = ctx.clone();
+    Ok(iter.map(move |kv| {
+        let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+        let base = log_key_offset(k, p).ok_or_else(|| LogError::Corrupt {
+            what: format!("log key of partition {p}"),
+            reason: "key of another partition inside its range".into(),
+        })?;
+        let header = BatchHeader::parse(v).map_err(|e| LogError::Corrupt {
+            what: format!("batch {base} of partition {p}"),
+            reason: e.to_string(),
+        })?;
+        Ok((base, header, v.len()))
+    }))
+}
+
+fn truncate_to(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    p: PartitionId,
+    offset: u64,
+) -> Result<Result<Outcome, LogError>, LogError> {
+    let mut st = match load_state(txn, dbs, p, ctx)? {
+        Some(st) => st,
+        None => return Ok(Err(LogError::UnknownPartition(p))),
+    };
+    if offset >= st.log_end {
+        return Ok(Ok(Outcome::Offset(st.log_end)));
+    }
+    // Every batch whose last offset is at or past `offset` goes; a batch that straddles
+    // `offset` goes whole (as Kafka truncates segments at batch boundaries).
+    let mut cut: Option<u64> = None;
+    let mut removed_bytes = 0u64;
+    {
+        let start_base = batch_containing(txn, dbs, ctx, p, offset)?.unwrap_or(offset);
+        for entry in batch_summaries(txn, dbs, ctx, p, start_base)? {
+            let (base, header, len) = entry?;
+            if base + header.last_offset_delta as u64 >= offset {
+                cut.get_or_insert(base);
+                removed_bytes += len as u64;
+            }
+        }
+    }
+    let new_end = cut.map_or(offset, |c| c.min(offset));
+    let (lo, hi) = partition_range(p, new_end);
+    dbs.log
+        .delete_range(txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+        .map_err(|e| ctx.heed(e))?;
+    st.log_end = new_end;
+    st.log_start = st.log_start.min(new_end);
+    st.size_bytes = st.size_bytes.saturating_sub(removed_bytes);
+    st.high_watermark = st.high_watermark.min(new_end);
+    st.truncate_epochs(new_end);
+    save_state(txn, dbs, ctx, p, &st)?;
+    Ok(Ok(Outcome::Offset(new_end)))
+}
+
+/// Base offset of the batch holding `offset`, or of the last batch before it.
+pub(crate) fn batch_containing(
+    txn: &RoTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    p: PartitionId,
+    offset: u64,
+) -> Result<Option<u64>, LogError> {
+    let key = log_key(p, offset);
+    let found = dbs
+        .log
+        .get_lower_than_or_equal_to(txn, &key[..])
+        .map_err(|e| ctx.heed(e))?;
+    Ok(found.and_then(|(k, _)| log_key_offset(k, p)))
+}
+
+fn delete_before(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    p: PartitionId,
+    offset: u64,
+) -> Result<Result<Outcome, LogError>, LogError> {
+    let mut st = match load_state(txn, dbs, p, ctx)? {
+        Some(st) => st,
+        None => return Ok(Err(LogError::UnknownPartition(p))),
+    };
+    if offset > st.log_end {
+        return Ok(Err(LogError::OffsetOutOfRange {
+            partition: p,
+            offset,
+            log_start: st.log_start,
+            log_end: st.log_end,
+        }));
+    }
+    if offset <= st.log_start {
+        return Ok(Ok(Outcome::Offset(st.log_start)));
+    }
+    let removed = remove_prefix(txn, dbs, ctx, p, |_, last, _| last < offset)?;
+    st.size_bytes = st.size_bytes.saturating_sub(removed.bytes);
+    st.log_start = offset;
+    st.high_watermark = st.high_watermark.max(offset);
+    save_state(txn, dbs, ctx, p, &st)?;
+    Ok(Ok(Outcome::Offset(offset)))
+}
+
+/// Removes batches from the start of `p` while `keep_going(header, last_offset, size_so_far)`
+/// holds. Returns what was removed; `bytes` and `batches` are zero if nothing was.
+fn remove_prefix(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    p: PartitionId,
+    mut keep_going: impl FnMut(&BatchHeader, u64, u64) -> bool,
+) -> Result<RemovedPrefix, LogError> {
+    let mut removed = RemovedPrefix::default();
+    {
+        for entry in batch_summaries(txn, dbs, ctx, p, 0)? {
+            let (base, header, len) = entry?;
+            let last = base + header.last_offset_delta as u64;
+            if !keep_going(&header, last, removed.bytes) {
+                break;
+            }
+            removed.bytes += len as u64;
+            removed.batches += 1;
+            removed.next_offset = last + 1;
+        }
+    }
+    if removed.batches > 0 {
+        let lo = log_key(p, 0);
+        let hi = log_key(p, removed.next_offset);
+        dbs.log
+            .delete_range(txn, &(Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
+            .map_err(|e| ctx.heed(e))?;
+    }
+    Ok(removed)
+}
+
+#[derive(Debug, Default)]
+struct RemovedPrefix {
+    bytes: u64,
+    batches: u64,
+    /// One past the last removed offset.
+    next_offset: u64,
+}
+
+fn retention(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    now_ms: i64,
+) -> Result<Result<Outcome, LogError>, LogError> {
+    // Collect first: the pass rewrites states while it walks them.
+    let mut targets = Vec::new();
+    {
+        let iter = dbs
+            .meta
+            .prefix_iter(txn, STATE_PREFIX)
+            .map_err(|e| ctx.heed(e))?;
+        for kv in iter {
+            let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+            let Some(p) = state_key_partition(k) else {
+                continue;
+            };
+            // A state that does not decode is skipped here and reported by reads and appends.
+            let Ok(st) = rmp_serde::from_slice::<PartitionState>(v) else {
+                continue;
+            };
+            if st.config.retention_ms.is_some() || st.config.retention_bytes.is_some() {
+                targets.push((p, st));
+            }
+        }
+    }
+    let mut report = RetentionReport::default();
+    for (p, mut st) in targets {
+        let cutoff = st.config.retention_ms.map(|ms| now_ms.saturating_sub(ms));
+        let limit = st.config.retention_bytes;
+        let size = st.size_bytes;
+        let hw = st.high_watermark;
+        // Kafka's rules: only whole batches below the high watermark go; by time, the batches
+        // whose newest record is older than the cutoff; by size, the oldest batches while the
+        // partition would still hold at least `retention.bytes` without them.
+        let removed = remove_prefix(txn, dbs, ctx, p, |header, last, removed_so_far| {
+            if last >= hw {
+                return false;
+            }
+            let expired = cutoff.is_some_and(|c| header.max_timestamp < c);
+            let oversize = limit.is_some_and(|l| {
+                size.saturating_sub(removed_so_far)
+                    .saturating_sub(header.total_len() as u64)
+                    >= l
+            });
+            expired || oversize
+        })?;
+        if removed.batches > 0 {
+            st.size_bytes = st.size_bytes.saturating_sub(removed.bytes);
+            st.log_start = st.log_start.max(removed.next_offset);
+            save_state(txn, dbs, ctx, p, &st)?;
+            report.partitions += 1;
+            report.batches += removed.batches;
+            report.bytes += removed.bytes;
+        }
+    }
+    Ok(Ok(Outcome::Retention(report)))
+}

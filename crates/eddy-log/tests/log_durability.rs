@@ -1,0 +1,138 @@
+//! Reopening, durability modes, a full map, many partitions.
+
+mod common;
+
+use common::*;
+use eddy_log::testing::batch_bytes;
+use eddy_log::{AppendMode, Durability, LogConfig, LogError, LogStore, PartitionConfig};
+use eddy_types::{ClassifyError, ErrorKind, PartitionId};
+use std::time::Duration;
+
+const LEADER: AppendMode = AppendMode::Leader { leader_epoch: 3 };
+
+#[test]
+fn test_everything_comes_back_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        retention_ms: Some(60_000),
+        retention_bytes: Some(1 << 30),
+    };
+    let before = {
+        let log = open(dir.path());
+        log.create_partitions(vec![(PartitionId(7), config.clone())]).wait().unwrap();
+        for _ in 0..10 {
+            log.append_one(PartitionId(7), batch_bytes(3, 5, 16), LEADER).wait().unwrap();
+        }
+        log.checkpoint_high_watermarks(vec![(PartitionId(7), 21)]).wait().unwrap();
+        log.delete_records_before(PartitionId(7), 4).wait().unwrap();
+        log.put_meta(&[(b"cluster", &"eddy".to_string())]).wait().unwrap();
+        let fetched = log.read(PartitionId(7), 4, usize::MAX).unwrap();
+        (log.offsets(PartitionId(7)).unwrap(), fetched)
+    };
+    // The store above is dropped: its writer joined, its environment closed.
+    let log = open(dir.path());
+    assert_eq!(log.offsets(PartitionId(7)).unwrap(), before.0);
+    assert_eq!(before.0.high_watermark, 21);
+    assert_eq!(before.0.log_start, 4);
+    assert_eq!(log.read(PartitionId(7), 4, usize::MAX).unwrap(), before.1);
+    assert_eq!(log.config(PartitionId(7)).unwrap(), config);
+    assert_eq!(log.epochs(PartitionId(7)).unwrap()[0].epoch, 3);
+    assert_eq!(log.get_meta::<String>(b"cluster").unwrap().as_deref(), Some("eddy"));
+    let a = log.append_one(PartitionId(7), batch_bytes(1, 5, 16), LEADER).wait().unwrap();
+    assert_eq!(a.base_offset, 30);
+}
+
+#[test]
+fn test_the_same_directory_cannot_be_opened_twice_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = open(dir.path());
+    let err = LogStore::open(dir.path(), small_config()).unwrap_err();
+    assert!(matches!(err, LogError::AlreadyOpen { .. }), "{err}");
+}
+
+#[test]
+fn test_periodic_durability_syncs_in_the_background_and_on_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        durability: Durability::Periodic {
+            interval: Duration::from_millis(20),
+        },
+        ..small_config()
+    };
+    {
+        let log = LogStore::open(dir.path(), config.clone()).unwrap();
+        log.create_partitions(vec![(PartitionId(1), PartitionConfig::default())])
+            .wait()
+            .unwrap();
+        for _ in 0..5 {
+            log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER).wait().unwrap();
+        }
+        log.flush().wait().unwrap();
+        let after_flush = log.stats().syncs;
+        assert!(after_flush >= 1, "flush did not sync");
+        log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER).wait().unwrap();
+        // The background sync follows within the interval; wait up to 100 intervals for it.
+        let mut waited = 0;
+        while log.stats().syncs == after_flush && waited < 100 {
+            std::thread::sleep(Duration::from_millis(20));
+            waited += 1;
+        }
+        assert!(log.stats().syncs > after_flush, "no background sync");
+    }
+    let log = LogStore::open(dir.path(), config).unwrap();
+    assert_eq!(log.offsets(PartitionId(1)).unwrap().log_end, 12);
+}
+
+#[test]
+fn test_a_full_map_is_an_error_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogStore::open(
+        dir.path(),
+        LogConfig {
+            map_size: 1 << 20,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
+    log.create_partitions(vec![(PartitionId(1), PartitionConfig::default())])
+        .wait()
+        .unwrap();
+    let mut acked = 0u64;
+    let err = loop {
+        match log.append_one(PartitionId(1), batch_bytes(8, 0, 8 * 1024), LEADER).wait() {
+            Ok(a) => acked = a.last_offset + 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 10_000, "a 1 MiB map never filled");
+    };
+    assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
+    assert!(err.to_string().contains("map is full"), "{err}");
+    assert!(acked > 0);
+    // Everything acknowledged is there and readable; the store still answers.
+    let o = log.offsets(PartitionId(1)).unwrap();
+    assert_eq!(o.log_end, acked);
+    let f = log.read(PartitionId(1), 0, usize::MAX).unwrap();
+    assert_eq!(f.next_offset, acked);
+    assert_eq!(decode_all(f.records).len() as u64, acked);
+    // Freeing space makes appends work again.
+    log.checkpoint_high_watermarks(vec![(PartitionId(1), acked)]).wait().unwrap();
+    log.delete_records_before(PartitionId(1), acked).wait().unwrap();
+    log.append_one(PartitionId(1), batch_bytes(1, 0, 8), LEADER).wait().unwrap();
+}
+
+#[test]
+fn test_many_partitions_cost_nothing_to_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000u32;
+    {
+        let log = open(dir.path());
+        log.create_partitions((0..n).map(|i| (PartitionId(i), PartitionConfig::default())).collect())
+            .wait()
+            .unwrap();
+        log.append_one(PartitionId(n - 1), batch_bytes(1, 0, 8), LEADER).wait().unwrap();
+    }
+    let log = open(dir.path());
+    assert_eq!(log.partitions().unwrap().len(), n as usize);
+    assert_eq!(log.offsets(PartitionId(n - 1)).unwrap().log_end, 1);
+    assert_eq!(log.offsets(PartitionId(0)).unwrap().log_end, 0);
+}

@@ -1,0 +1,137 @@
+//! Removing records: truncation, DeleteRecords, retention by time and by size.
+
+mod common;
+
+use common::*;
+use eddy_log::testing::batch_bytes;
+use eddy_log::{AppendMode, LogError, PartitionConfig};
+use eddy_types::PartitionId;
+
+const P: PartitionId = PartitionId(1);
+
+fn leader(epoch: i32) -> AppendMode {
+    AppendMode::Leader {
+        leader_epoch: epoch,
+    }
+}
+
+/// Five batches of 4 records: offsets 0-3, 4-7, ..., 16-19, timestamps 1000, 2000, ..., 5000.
+fn five_batches(log: &eddy_log::LogStore) -> u64 {
+    let mut size = 0;
+    for i in 0..5 {
+        let b = batch_bytes(4, 1_000 * (i + 1), 32);
+        size = b.len() as u64;
+        log.append_one(P, b, leader(i as i32)).wait().unwrap();
+    }
+    size
+}
+
+#[test]
+fn test_truncate_to_removes_whole_batches_from_the_offset_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1]);
+    let batch = five_batches(&log);
+    log.checkpoint_high_watermarks(vec![(P, 20)]).wait().unwrap();
+
+    // At a batch boundary.
+    assert_eq!(log.truncate_to(P, 16).wait().unwrap(), 16);
+    // Inside a batch: the whole batch 8-11 goes, the log ends at 8.
+    assert_eq!(log.truncate_to(P, 10).wait().unwrap(), 8);
+    let o = log.offsets(P).unwrap();
+    assert_eq!((o.log_end, o.high_watermark, o.size_bytes), (8, 8, 2 * batch));
+    let epochs: Vec<i32> = log.epochs(P).unwrap().iter().map(|e| e.epoch).collect();
+    assert_eq!(epochs, vec![0, 1]);
+    // Past the end is a no-op.
+    assert_eq!(log.truncate_to(P, 100).wait().unwrap(), 8);
+
+    // Appends continue from the new end, with a new epoch.
+    let a = log.append_one(P, batch_bytes(2, 0, 8), leader(9)).wait().unwrap();
+    assert_eq!(a.base_offset, 8);
+    assert_eq!(log.end_offset_for_epoch(P, 1).unwrap(), Some((1, 8)));
+    assert_eq!(log.read(P, 0, usize::MAX).unwrap().next_offset, 10);
+}
+
+#[test]
+fn test_delete_records_before_moves_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1]);
+    let batch = five_batches(&log);
+    assert_eq!(log.delete_records_before(P, 6).wait().unwrap(), 6);
+    let o = log.offsets(P).unwrap();
+    assert_eq!((o.log_start, o.log_end, o.size_bytes), (6, 20, 4 * batch));
+    // Offsets before the log start are out of range; the straddling batch is still served.
+    assert!(matches!(log.read(P, 5, 100), Err(LogError::OffsetOutOfRange { log_start: 6, .. })));
+    let f = log.read(P, 6, 1).unwrap();
+    assert_eq!((f.batches, f.next_offset), (1, 8));
+    // Lookups by time never answer an offset below the log start.
+    assert_eq!(log.offset_for_timestamp(P, 0).unwrap(), Some((6, 2_002)));
+    // Backwards is a no-op, past the end an error.
+    assert_eq!(log.delete_records_before(P, 2).wait().unwrap(), 6);
+    assert!(matches!(
+        log.delete_records_before(P, 21).wait(),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    // Everything: the log is empty but keeps its end.
+    assert_eq!(log.delete_records_before(P, 20).wait().unwrap(), 20);
+    let o = log.offsets(P).unwrap();
+    assert_eq!((o.log_start, o.log_end, o.size_bytes), (20, 20, 0));
+    let a = log.append_one(P, batch_bytes(1, 0, 8), leader(5)).wait().unwrap();
+    assert_eq!(a.base_offset, 20);
+}
+
+#[test]
+fn test_retention_by_time_removes_expired_batches_below_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1, 2]);
+    five_batches(&log);
+    log.set_config(
+        P,
+        PartitionConfig {
+            retention_ms: Some(1_500),
+            retention_bytes: None,
+        },
+    )
+    .wait()
+    .unwrap();
+    // Nothing is below the high watermark yet: nothing goes.
+    let r = log.enforce_retention(5_000).wait().unwrap();
+    assert_eq!(r.batches, 0);
+
+    log.checkpoint_high_watermarks(vec![(P, 20)]).wait().unwrap();
+    // Cutoff 3500: batches with max timestamps 1003, 2003, 3003 are expired.
+    let r = log.enforce_retention(5_000).wait().unwrap();
+    assert_eq!((r.partitions, r.batches), (1, 3));
+    let o = log.offsets(P).unwrap();
+    assert_eq!(o.log_start, 12);
+    // Partition 2 has no retention: untouched.
+    assert_eq!(log.config(PartitionId(2)).unwrap(), PartitionConfig::default());
+    // Far in the future, everything under the high watermark goes, and the end stays.
+    log.enforce_retention(1_000_000).wait().unwrap();
+    let o = log.offsets(P).unwrap();
+    assert_eq!((o.log_start, o.log_end, o.size_bytes), (20, 20, 0));
+}
+
+#[test]
+fn test_retention_by_size_keeps_at_least_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1]);
+    let batch = five_batches(&log);
+    log.checkpoint_high_watermarks(vec![(P, 16)]).wait().unwrap();
+    log.set_config(
+        P,
+        PartitionConfig {
+            retention_ms: None,
+            retention_bytes: Some(2 * batch + 1),
+        },
+    )
+    .wait()
+    .unwrap();
+    // 5 batches; removing a batch is allowed while at least 2 batches + 1 byte would remain:
+    // two batches go, three remain.
+    let r = log.enforce_retention(0).wait().unwrap();
+    assert_eq!((r.batches, r.bytes), (2, 2 * batch));
+    let o = log.offsets(P).unwrap();
+    assert_eq!((o.log_start, o.size_bytes), (8, 3 * batch));
+    // A second pass changes nothing.
+    assert_eq!(log.enforce_retention(0).wait().unwrap().batches, 0);
+}
