@@ -207,7 +207,10 @@ pub(crate) fn validate(buf: &[u8], origin: Origin) -> Result<Vec<BatchSpan>, Log
         if header.record_count <= 0 {
             return Err(LogError::invalid(
                 pos,
-                format!("record count {} (a batch needs records)", header.record_count),
+                format!(
+                    "record count {} (a batch needs records)",
+                    header.record_count
+                ),
             ));
         }
         if header.last_offset_delta < 0 {
@@ -294,7 +297,10 @@ mod tests {
     fn test_validate_refuses_truncated_and_trailing_bytes() {
         let buf = batch_bytes(2, 0, 8);
         for cut in [1, 30, HEADER_LEN, buf.len() - 1] {
-            assert!(validate(&buf[..cut], Origin::Producer).is_err(), "cut {cut}");
+            assert!(
+                validate(&buf[..cut], Origin::Producer).is_err(),
+                "cut {cut}"
+            );
         }
         let mut two = buf.to_vec();
         two.extend_from_slice(&[0, 1, 2]);

@@ -411,7 +411,10 @@ impl LogStore {
     }
 
     /// Registers partitions, all or none: fails with [`LogError::PartitionExists`] if any exists.
-    pub fn create_partitions(&self, partitions: Vec<(PartitionId, PartitionConfig)>) -> Pending<()> {
+    pub fn create_partitions(
+        &self,
+        partitions: Vec<(PartitionId, PartitionConfig)>,
+    ) -> Pending<()> {
         self.submit_done(WriteOp::CreatePartitions(partitions))
     }
 
@@ -425,7 +428,8 @@ impl LogStore {
         self.submit_done(WriteOp::SetConfig(partition, config))
     }
 
-    /// Persists high watermarks (each clamped to its partition's log range).
+    /// Persists high watermarks (each clamped to its partition's log range). Unknown partitions
+    /// are skipped.
     pub fn checkpoint_high_watermarks(&self, marks: Vec<(PartitionId, u64)>) -> Pending<()> {
         self.submit_done(WriteOp::CheckpointHighWatermarks(marks))
     }
@@ -483,7 +487,10 @@ impl LogStore {
     }
 
     fn read_txn(&self) -> Result<RoTxn<'_, WithoutTls>, LogError> {
-        self.inner.env.read_txn().map_err(|e| self.inner.ctx.heed(e))
+        self.inner
+            .env
+            .read_txn()
+            .map_err(|e| self.inner.ctx.heed(e))
     }
 
     fn state(
@@ -497,7 +504,12 @@ impl LogStore {
 
     /// Reads whole batches from `from` up to the log end, at most `max_bytes` of them except
     /// that the first batch is always returned whole. The first batch may start before `from`.
-    pub fn read(&self, partition: PartitionId, from: u64, max_bytes: usize) -> Result<Fetched, LogError> {
+    pub fn read(
+        &self,
+        partition: PartitionId,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Fetched, LogError> {
         self.read_until(partition, from, max_bytes, u64::MAX)
     }
 
@@ -536,7 +548,10 @@ impl LogStore {
                 .map_err(|e| ctx.heed(e))?;
             for kv in iter {
                 let (k, v) = kv.map_err(|e| ctx.heed(e))?;
-                let base = log_key_offset(k, partition).unwrap_or(u64::MAX);
+                let base = log_key_offset(k, partition).ok_or_else(|| LogError::Corrupt {
+                    what: format!("log key of partition {partition}"),
+                    reason: "key of another partition inside its range".into(),
+                })?;
                 let header = BatchHeader::parse(v).map_err(|e| LogError::Corrupt {
                     what: format!("batch {base} of partition {partition}"),
                     reason: e.to_string(),
@@ -671,7 +686,10 @@ impl LogStore {
     }
 
     /// Reads every metadata record whose key starts with `prefix`, in key order.
-    pub fn scan_meta<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>, LogError> {
+    pub fn scan_meta<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>, LogError> {
         let txn = self.read_txn()?;
         let ctx = &self.inner.ctx;
         let iter = self

@@ -413,9 +413,10 @@ fn apply(
         }
         WriteOp::CheckpointHighWatermarks(marks) => {
             for (p, hw) in marks {
-                let mut st = match load_state(txn, dbs, *p, ctx)? {
-                    Some(st) => st,
-                    None => return Ok(Err(LogError::UnknownPartition(*p))),
+                // A partition deleted since the caller looked is skipped: checkpoints of the
+                // others still count.
+                let Some(mut st) = load_state(txn, dbs, *p, ctx)? else {
+                    continue;
                 };
                 st.high_watermark = (*hw).clamp(st.log_start, st.log_end);
                 save_state(txn, dbs, ctx, *p, &st)?;
@@ -471,7 +472,10 @@ fn append_one(
     };
     if item.mode == AppendMode::Replica {
         // Validation guarantees at least one span with a non-negative base offset.
-        let first = item.spans.first().map_or(0, |s| s.header.base_offset as u64);
+        let first = item
+            .spans
+            .first()
+            .map_or(0, |s| s.header.base_offset as u64);
         if first != st.log_end {
             return Ok(Err(LogError::NonContiguousReplicaAppend {
                 partition: p,

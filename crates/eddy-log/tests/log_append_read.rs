@@ -17,9 +17,18 @@ fn test_offsets_are_assigned_per_partition_and_reads_return_whole_batches() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_with_partitions(dir.path(), &[1, 2]);
     let (p1, p2) = (PartitionId(1), PartitionId(2));
-    let a = log.append_one(p1, batch_bytes(3, 100, 8), LEADER).wait().unwrap();
-    let b = log.append_one(p2, batch_bytes(5, 100, 8), LEADER).wait().unwrap();
-    let c = log.append_one(p1, batch_bytes(2, 200, 8), LEADER).wait().unwrap();
+    let a = log
+        .append_one(p1, batch_bytes(3, 100, 8), LEADER)
+        .wait()
+        .unwrap();
+    let b = log
+        .append_one(p2, batch_bytes(5, 100, 8), LEADER)
+        .wait()
+        .unwrap();
+    let c = log
+        .append_one(p1, batch_bytes(2, 200, 8), LEADER)
+        .wait()
+        .unwrap();
     assert_eq!((a.base_offset, a.last_offset), (0, 2));
     assert_eq!((b.base_offset, b.last_offset), (0, 4));
     assert_eq!((c.base_offset, c.last_offset), (3, 4));
@@ -52,7 +61,9 @@ fn test_max_bytes_limits_batches_but_first_batch_is_whole() {
     let log = open_with_partitions(dir.path(), &[1]);
     let p = PartitionId(1);
     for _ in 0..4 {
-        log.append_one(p, batch_bytes(10, 0, 100), LEADER).wait().unwrap();
+        log.append_one(p, batch_bytes(10, 0, 100), LEADER)
+            .wait()
+            .unwrap();
     }
     let one = log.read(p, 0, 1).unwrap();
     assert_eq!((one.batches, one.next_offset), (1, 10));
@@ -69,7 +80,9 @@ fn test_read_until_stops_before_the_bound() {
     let log = open_with_partitions(dir.path(), &[1]);
     let p = PartitionId(1);
     for _ in 0..3 {
-        log.append_one(p, batch_bytes(2, 0, 8), LEADER).wait().unwrap();
+        log.append_one(p, batch_bytes(2, 0, 8), LEADER)
+            .wait()
+            .unwrap();
     }
     let f = log.read_until(p, 0, usize::MAX, 4).unwrap();
     assert_eq!((f.batches, f.next_offset), (2, 4));
@@ -91,7 +104,14 @@ fn test_batches_are_stored_verbatim_for_every_codec() {
     ];
     let mut sent = Vec::new();
     for (i, codec) in codecs.into_iter().enumerate() {
-        let batch = producer_batch(&["alpha", "beta", "gamma"], 1_000, 42, 3, 3 * i as i32, codec);
+        let batch = producer_batch(
+            &["alpha", "beta", "gamma"],
+            1_000,
+            42,
+            3,
+            3 * i as i32,
+            codec,
+        );
         log.append_one(p, batch.clone(), AppendMode::Leader { leader_epoch: 7 })
             .wait()
             .unwrap();
@@ -108,7 +128,10 @@ fn test_batches_are_stored_verbatim_for_every_codec() {
         let h = BatchHeader::parse(stored).unwrap();
         assert_eq!(h.base_offset, 3 * i as i64);
         assert_eq!(h.partition_leader_epoch, 7);
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, 3 * i as i32));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (42, 3, 3 * i as i32)
+        );
         assert_eq!(h.compression(), i as i16);
         pos += batch.len();
     }
@@ -158,7 +181,10 @@ fn test_bad_batch_is_refused_and_writes_nothing_while_others_go_on() {
     assert_eq!(crc.kind(), ErrorKind::Invalid);
     assert!(crc.to_string().contains("CRC-32C mismatch"), "{crc}");
     assert_eq!(results[1].as_ref().unwrap().base_offset, 0);
-    assert!(matches!(results[2], Err(LogError::UnknownPartition(PartitionId(3)))));
+    assert!(matches!(
+        results[2],
+        Err(LogError::UnknownPartition(PartitionId(3)))
+    ));
     assert!(matches!(results[3], Err(LogError::InvalidBatch { .. })));
     assert_eq!(log.offsets(PartitionId(1)).unwrap().log_end, 0);
     assert_eq!(log.offsets(PartitionId(1)).unwrap().size_bytes, 0);
@@ -173,7 +199,10 @@ fn test_bad_batch_is_refused_and_writes_nothing_while_others_go_on() {
         .append_one(PartitionId(1), Bytes::from(lying), LEADER)
         .wait()
         .unwrap_err();
-    assert!(err.to_string().contains("does not match record count"), "{err}");
+    assert!(
+        err.to_string().contains("does not match record count"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -191,7 +220,9 @@ fn test_one_request_for_many_partitions_is_one_commit() {
         })
         .collect();
     let results = log.append(requests).wait().unwrap();
-    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|a| a.base_offset == 0)));
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|a| a.base_offset == 0)));
     let after = log.stats();
     assert_eq!(after.commits - before.commits, 1);
     assert_eq!(after.ops - before.ops, 1);
@@ -208,7 +239,10 @@ fn test_concurrent_appenders_get_contiguous_offsets_and_share_commits() {
                 let p = PartitionId(1 + t % 2);
                 let mut got = Vec::new();
                 for _ in 0..100 {
-                    let a = log.append_one(p, batch_bytes(3, 0, 16), LEADER).wait().unwrap();
+                    let a = log
+                        .append_one(p, batch_bytes(3, 0, 16), LEADER)
+                        .wait()
+                        .unwrap();
                     got.push((a.base_offset, a.last_offset));
                 }
                 (p, got)
@@ -243,9 +277,15 @@ fn test_leader_epochs_are_recorded_and_answer_offset_for_leader_epoch() {
     let log = open_with_partitions(dir.path(), &[1]);
     let p = PartitionId(1);
     for (epoch, count) in [(1, 3), (1, 2), (3, 4), (4, 1)] {
-        log.append_one(p, batch_bytes(count, 0, 8), AppendMode::Leader { leader_epoch: epoch })
-            .wait()
-            .unwrap();
+        log.append_one(
+            p,
+            batch_bytes(count, 0, 8),
+            AppendMode::Leader {
+                leader_epoch: epoch,
+            },
+        )
+        .wait()
+        .unwrap();
     }
     let epochs: Vec<(i32, u64)> = log
         .epochs(p)
@@ -265,21 +305,38 @@ fn test_replica_append_keeps_offsets_and_must_be_contiguous() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_with_partitions(dir.path(), &[1, 2]);
     let (leader, follower) = (PartitionId(1), PartitionId(2));
-    log.append_one(leader, batch_bytes(3, 0, 8), AppendMode::Leader { leader_epoch: 2 })
-        .wait()
-        .unwrap();
-    log.append_one(leader, batch_bytes(2, 0, 8), AppendMode::Leader { leader_epoch: 5 })
-        .wait()
-        .unwrap();
+    log.append_one(
+        leader,
+        batch_bytes(3, 0, 8),
+        AppendMode::Leader { leader_epoch: 2 },
+    )
+    .wait()
+    .unwrap();
+    log.append_one(
+        leader,
+        batch_bytes(2, 0, 8),
+        AppendMode::Leader { leader_epoch: 5 },
+    )
+    .wait()
+    .unwrap();
     let fetched = log.read(leader, 0, usize::MAX).unwrap();
 
     // Starting anywhere but the follower's log end is refused, and nothing is written.
-    let second_batch = fetched.records.slice(fetched.records.len() - batch_bytes(2, 0, 8).len()..);
+    let second_batch = fetched
+        .records
+        .slice(fetched.records.len() - batch_bytes(2, 0, 8).len()..);
     let err = log
         .append_one(follower, second_batch, AppendMode::Replica)
         .wait()
         .unwrap_err();
-    assert!(matches!(err, LogError::NonContiguousReplicaAppend { expected: 0, got: 3, .. }));
+    assert!(matches!(
+        err,
+        LogError::NonContiguousReplicaAppend {
+            expected: 0,
+            got: 3,
+            ..
+        }
+    ));
 
     let a = log
         .append_one(follower, fetched.records.clone(), AppendMode::Replica)
@@ -287,7 +344,10 @@ fn test_replica_append_keeps_offsets_and_must_be_contiguous() {
         .unwrap();
     assert_eq!((a.base_offset, a.last_offset), (0, 4));
     let copy = log.read(follower, 0, usize::MAX).unwrap();
-    assert_eq!(copy.records, fetched.records, "replica bytes differ from the leader's");
+    assert_eq!(
+        copy.records, fetched.records,
+        "replica bytes differ from the leader's"
+    );
     assert_eq!(log.epochs(follower).unwrap(), log.epochs(leader).unwrap());
 }
 
@@ -296,14 +356,25 @@ fn test_offset_for_timestamp_finds_the_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_with_partitions(dir.path(), &[1]);
     let p = PartitionId(1);
-    log.append_one(p, batch_bytes(5, 1_000, 8), LEADER).wait().unwrap();
+    log.append_one(p, batch_bytes(5, 1_000, 8), LEADER)
+        .wait()
+        .unwrap();
     log.append_one(p, batch_with(5, 2_000, 8, Compression::Zstd), LEADER)
         .wait()
         .unwrap();
     assert_eq!(log.offset_for_timestamp(p, 0).unwrap(), Some((0, 1_000)));
-    assert_eq!(log.offset_for_timestamp(p, 1_003).unwrap(), Some((3, 1_003)));
-    assert_eq!(log.offset_for_timestamp(p, 1_500).unwrap(), Some((5, 2_000)));
-    assert_eq!(log.offset_for_timestamp(p, 2_004).unwrap(), Some((9, 2_004)));
+    assert_eq!(
+        log.offset_for_timestamp(p, 1_003).unwrap(),
+        Some((3, 1_003))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(p, 1_500).unwrap(),
+        Some((5, 2_000))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(p, 2_004).unwrap(),
+        Some((9, 2_004))
+    );
     assert_eq!(log.offset_for_timestamp(p, 2_005).unwrap(), None);
 }
 
@@ -316,9 +387,17 @@ fn test_metadata_records_round_trip() {
     }
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let a = TopicMeta { name: "a".into(), partitions: 3 };
-    let b = TopicMeta { name: "b".into(), partitions: 10 };
-    log.put_meta(&[(b"topic/a", &a), (b"topic/b", &b)]).wait().unwrap();
+    let a = TopicMeta {
+        name: "a".into(),
+        partitions: 3,
+    };
+    let b = TopicMeta {
+        name: "b".into(),
+        partitions: 10,
+    };
+    log.put_meta(&[(b"topic/a", &a), (b"topic/b", &b)])
+        .wait()
+        .unwrap();
     assert_eq!(log.get_meta::<TopicMeta>(b"topic/a").unwrap(), Some(a));
     let all = log.scan_meta::<TopicMeta>(b"topic/").unwrap();
     assert_eq!(all.len(), 2);
@@ -343,12 +422,25 @@ fn test_partitions_are_created_once_and_deleted_with_their_batches() {
         .unwrap_err();
     assert!(matches!(err, LogError::PartitionExists(PartitionId(2))));
     // All or none: 4 was not created.
-    assert_eq!(log.partitions().unwrap(), vec![PartitionId(1), PartitionId(2), PartitionId(3)]);
-    log.append_one(PartitionId(2), batch_bytes(2, 0, 8), LEADER).wait().unwrap();
-    log.append_one(PartitionId(3), batch_bytes(2, 0, 8), LEADER).wait().unwrap();
+    assert_eq!(
+        log.partitions().unwrap(),
+        vec![PartitionId(1), PartitionId(2), PartitionId(3)]
+    );
+    log.append_one(PartitionId(2), batch_bytes(2, 0, 8), LEADER)
+        .wait()
+        .unwrap();
+    log.append_one(PartitionId(3), batch_bytes(2, 0, 8), LEADER)
+        .wait()
+        .unwrap();
     log.delete_partitions(vec![PartitionId(2)]).wait().unwrap();
-    assert_eq!(log.partitions().unwrap(), vec![PartitionId(1), PartitionId(3)]);
-    assert!(matches!(log.read(PartitionId(2), 0, 10), Err(LogError::UnknownPartition(_))));
+    assert_eq!(
+        log.partitions().unwrap(),
+        vec![PartitionId(1), PartitionId(3)]
+    );
+    assert!(matches!(
+        log.read(PartitionId(2), 0, 10),
+        Err(LogError::UnknownPartition(_))
+    ));
     assert_eq!(log.read(PartitionId(3), 0, usize::MAX).unwrap().batches, 1);
 }
 
@@ -356,7 +448,9 @@ fn test_partitions_are_created_once_and_deleted_with_their_batches() {
 fn test_pending_can_be_awaited() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_with_partitions(dir.path(), &[1]);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let appended = rt.block_on(async {
         let first = log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER);
         let second = log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER);

@@ -110,20 +110,33 @@ fn check_prefix(log: &LogStore, p: u32) -> u64 {
         let header = BatchHeader::parse(&fetched.records[pos..]).expect("header");
         let len = header.total_len();
         let expected = nth_batch(p, k);
-        assert_eq!(header.base_offset as u64, k * RECORDS_PER_BATCH as u64, "p{p} batch {k}");
+        assert_eq!(
+            header.base_offset as u64,
+            k * RECORDS_PER_BATCH as u64,
+            "p{p} batch {k}"
+        );
         // Everything but the base offset and the leader epoch is as appended. (`assert!`, not
         // `assert_eq!`: a failure should not print 40 KiB of bytes.)
         let stored = &fetched.records[pos..pos + len];
         assert!(
-            len == expected.len() && stored[8..12] == expected[8..12] && stored[16..] == expected[16..],
+            len == expected.len()
+                && stored[8..12] == expected[8..12]
+                && stored[16..] == expected[16..],
             "p{p} batch {k} differs from what was appended"
         );
         pos += len;
         k += 1;
     }
     let end = k * RECORDS_PER_BATCH as u64;
-    assert_eq!(offsets.log_end, end, "p{p}: log end disagrees with the batches on disk");
-    assert_eq!(offsets.size_bytes, fetched.records.len() as u64, "p{p}: size disagrees");
+    assert_eq!(
+        offsets.log_end, end,
+        "p{p}: log end disagrees with the batches on disk"
+    );
+    assert_eq!(
+        offsets.size_bytes,
+        fetched.records.len() as u64,
+        "p{p}: size disagrees"
+    );
     end
 }
 
@@ -184,7 +197,10 @@ fn test_kill_9_leaves_a_prefix_of_committed_appends() {
         std::thread::sleep(Duration::from_millis(20 + rng.next() % 200));
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        assert!(!status.success(), "round {round}: the child ended by itself: {status}");
+        assert!(
+            !status.success(),
+            "round {round}: the child ended by itself: {status}"
+        );
         let acked = reader.join().unwrap();
 
         let log = LogStore::open(dir.path(), common::small_config()).unwrap();
@@ -198,5 +214,8 @@ fn test_kill_9_leaves_a_prefix_of_committed_appends() {
             total_acked += acked_end.min(end);
         }
     }
-    assert!(total_acked > 0, "the child never got an append acknowledged");
+    assert!(
+        total_acked > 0,
+        "the child never got an append acknowledged"
+    );
 }

@@ -19,13 +19,21 @@ fn test_everything_comes_back_after_reopen() {
     };
     let before = {
         let log = open(dir.path());
-        log.create_partitions(vec![(PartitionId(7), config.clone())]).wait().unwrap();
+        log.create_partitions(vec![(PartitionId(7), config.clone())])
+            .wait()
+            .unwrap();
         for _ in 0..10 {
-            log.append_one(PartitionId(7), batch_bytes(3, 5, 16), LEADER).wait().unwrap();
+            log.append_one(PartitionId(7), batch_bytes(3, 5, 16), LEADER)
+                .wait()
+                .unwrap();
         }
-        log.checkpoint_high_watermarks(vec![(PartitionId(7), 21)]).wait().unwrap();
+        log.checkpoint_high_watermarks(vec![(PartitionId(7), 21)])
+            .wait()
+            .unwrap();
         log.delete_records_before(PartitionId(7), 4).wait().unwrap();
-        log.put_meta(&[(b"cluster", &"eddy".to_string())]).wait().unwrap();
+        log.put_meta(&[(b"cluster", &"eddy".to_string())])
+            .wait()
+            .unwrap();
         let fetched = log.read(PartitionId(7), 4, usize::MAX).unwrap();
         (log.offsets(PartitionId(7)).unwrap(), fetched)
     };
@@ -37,8 +45,14 @@ fn test_everything_comes_back_after_reopen() {
     assert_eq!(log.read(PartitionId(7), 4, usize::MAX).unwrap(), before.1);
     assert_eq!(log.config(PartitionId(7)).unwrap(), config);
     assert_eq!(log.epochs(PartitionId(7)).unwrap()[0].epoch, 3);
-    assert_eq!(log.get_meta::<String>(b"cluster").unwrap().as_deref(), Some("eddy"));
-    let a = log.append_one(PartitionId(7), batch_bytes(1, 5, 16), LEADER).wait().unwrap();
+    assert_eq!(
+        log.get_meta::<String>(b"cluster").unwrap().as_deref(),
+        Some("eddy")
+    );
+    let a = log
+        .append_one(PartitionId(7), batch_bytes(1, 5, 16), LEADER)
+        .wait()
+        .unwrap();
     assert_eq!(a.base_offset, 30);
 }
 
@@ -65,12 +79,16 @@ fn test_periodic_durability_syncs_in_the_background_and_on_flush() {
             .wait()
             .unwrap();
         for _ in 0..5 {
-            log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER).wait().unwrap();
+            log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER)
+                .wait()
+                .unwrap();
         }
         log.flush().wait().unwrap();
         let after_flush = log.stats().syncs;
         assert!(after_flush >= 1, "flush did not sync");
-        log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER).wait().unwrap();
+        log.append_one(PartitionId(1), batch_bytes(2, 0, 8), LEADER)
+            .wait()
+            .unwrap();
         // The background sync follows within the interval; wait up to 100 intervals for it.
         let mut waited = 0;
         while log.stats().syncs == after_flush && waited < 100 {
@@ -99,7 +117,10 @@ fn test_a_full_map_is_an_error_and_loses_nothing_acknowledged() {
         .unwrap();
     let mut acked = 0u64;
     let err = loop {
-        match log.append_one(PartitionId(1), batch_bytes(8, 0, 8 * 1024), LEADER).wait() {
+        match log
+            .append_one(PartitionId(1), batch_bytes(8, 0, 8 * 1024), LEADER)
+            .wait()
+        {
             Ok(a) => acked = a.last_offset + 1,
             Err(e) => break e,
         }
@@ -115,9 +136,15 @@ fn test_a_full_map_is_an_error_and_loses_nothing_acknowledged() {
     assert_eq!(f.next_offset, acked);
     assert_eq!(decode_all(f.records).len() as u64, acked);
     // Freeing space makes appends work again.
-    log.checkpoint_high_watermarks(vec![(PartitionId(1), acked)]).wait().unwrap();
-    log.delete_records_before(PartitionId(1), acked).wait().unwrap();
-    log.append_one(PartitionId(1), batch_bytes(1, 0, 8), LEADER).wait().unwrap();
+    log.checkpoint_high_watermarks(vec![(PartitionId(1), acked)])
+        .wait()
+        .unwrap();
+    log.delete_records_before(PartitionId(1), acked)
+        .wait()
+        .unwrap();
+    log.append_one(PartitionId(1), batch_bytes(1, 0, 8), LEADER)
+        .wait()
+        .unwrap();
 }
 
 #[test]
@@ -126,10 +153,16 @@ fn test_many_partitions_cost_nothing_to_reopen() {
     let n = 20_000u32;
     {
         let log = open(dir.path());
-        log.create_partitions((0..n).map(|i| (PartitionId(i), PartitionConfig::default())).collect())
+        log.create_partitions(
+            (0..n)
+                .map(|i| (PartitionId(i), PartitionConfig::default()))
+                .collect(),
+        )
+        .wait()
+        .unwrap();
+        log.append_one(PartitionId(n - 1), batch_bytes(1, 0, 8), LEADER)
             .wait()
             .unwrap();
-        log.append_one(PartitionId(n - 1), batch_bytes(1, 0, 8), LEADER).wait().unwrap();
     }
     let log = open(dir.path());
     assert_eq!(log.partitions().unwrap().len(), n as usize);

@@ -31,21 +31,31 @@ fn test_truncate_to_removes_whole_batches_from_the_offset_on() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_with_partitions(dir.path(), &[1]);
     let batch = five_batches(&log);
-    log.checkpoint_high_watermarks(vec![(P, 20)]).wait().unwrap();
+    // An unknown partition in a checkpoint is skipped; the others are saved.
+    log.checkpoint_high_watermarks(vec![(PartitionId(99), 5), (P, 20)])
+        .wait()
+        .unwrap();
+    assert_eq!(log.offsets(P).unwrap().high_watermark, 20);
 
     // At a batch boundary.
     assert_eq!(log.truncate_to(P, 16).wait().unwrap(), 16);
     // Inside a batch: the whole batch 8-11 goes, the log ends at 8.
     assert_eq!(log.truncate_to(P, 10).wait().unwrap(), 8);
     let o = log.offsets(P).unwrap();
-    assert_eq!((o.log_end, o.high_watermark, o.size_bytes), (8, 8, 2 * batch));
+    assert_eq!(
+        (o.log_end, o.high_watermark, o.size_bytes),
+        (8, 8, 2 * batch)
+    );
     let epochs: Vec<i32> = log.epochs(P).unwrap().iter().map(|e| e.epoch).collect();
     assert_eq!(epochs, vec![0, 1]);
     // Past the end is a no-op.
     assert_eq!(log.truncate_to(P, 100).wait().unwrap(), 8);
 
     // Appends continue from the new end, with a new epoch.
-    let a = log.append_one(P, batch_bytes(2, 0, 8), leader(9)).wait().unwrap();
+    let a = log
+        .append_one(P, batch_bytes(2, 0, 8), leader(9))
+        .wait()
+        .unwrap();
     assert_eq!(a.base_offset, 8);
     assert_eq!(log.end_offset_for_epoch(P, 1).unwrap(), Some((1, 8)));
     assert_eq!(log.read(P, 0, usize::MAX).unwrap().next_offset, 10);
@@ -60,7 +70,10 @@ fn test_delete_records_before_moves_the_log_start() {
     let o = log.offsets(P).unwrap();
     assert_eq!((o.log_start, o.log_end, o.size_bytes), (6, 20, 4 * batch));
     // Offsets before the log start are out of range; the straddling batch is still served.
-    assert!(matches!(log.read(P, 5, 100), Err(LogError::OffsetOutOfRange { log_start: 6, .. })));
+    assert!(matches!(
+        log.read(P, 5, 100),
+        Err(LogError::OffsetOutOfRange { log_start: 6, .. })
+    ));
     let f = log.read(P, 6, 1).unwrap();
     assert_eq!((f.batches, f.next_offset), (1, 8));
     // Lookups by time never answer an offset below the log start.
@@ -75,7 +88,10 @@ fn test_delete_records_before_moves_the_log_start() {
     assert_eq!(log.delete_records_before(P, 20).wait().unwrap(), 20);
     let o = log.offsets(P).unwrap();
     assert_eq!((o.log_start, o.log_end, o.size_bytes), (20, 20, 0));
-    let a = log.append_one(P, batch_bytes(1, 0, 8), leader(5)).wait().unwrap();
+    let a = log
+        .append_one(P, batch_bytes(1, 0, 8), leader(5))
+        .wait()
+        .unwrap();
     assert_eq!(a.base_offset, 20);
 }
 
@@ -97,14 +113,19 @@ fn test_retention_by_time_removes_expired_batches_below_the_high_watermark() {
     let r = log.enforce_retention(5_000).wait().unwrap();
     assert_eq!(r.batches, 0);
 
-    log.checkpoint_high_watermarks(vec![(P, 20)]).wait().unwrap();
+    log.checkpoint_high_watermarks(vec![(P, 20)])
+        .wait()
+        .unwrap();
     // Cutoff 3500: batches with max timestamps 1003, 2003, 3003 are expired.
     let r = log.enforce_retention(5_000).wait().unwrap();
     assert_eq!((r.partitions, r.batches), (1, 3));
     let o = log.offsets(P).unwrap();
     assert_eq!(o.log_start, 12);
     // Partition 2 has no retention: untouched.
-    assert_eq!(log.config(PartitionId(2)).unwrap(), PartitionConfig::default());
+    assert_eq!(
+        log.config(PartitionId(2)).unwrap(),
+        PartitionConfig::default()
+    );
     // Far in the future, everything under the high watermark goes, and the end stays.
     log.enforce_retention(1_000_000).wait().unwrap();
     let o = log.offsets(P).unwrap();
@@ -116,7 +137,9 @@ fn test_retention_by_size_keeps_at_least_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_with_partitions(dir.path(), &[1]);
     let batch = five_batches(&log);
-    log.checkpoint_high_watermarks(vec![(P, 16)]).wait().unwrap();
+    log.checkpoint_high_watermarks(vec![(P, 16)])
+        .wait()
+        .unwrap();
     log.set_config(
         P,
         PartitionConfig {

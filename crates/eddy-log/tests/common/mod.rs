@@ -5,8 +5,7 @@ use bytes::{Bytes, BytesMut};
 use eddy_log::{LogConfig, LogStore, PartitionConfig};
 use eddy_types::PartitionId;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use std::path::Path;
 
