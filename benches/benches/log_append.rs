@@ -16,7 +16,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use eddy_log::testing::batch_bytes;
 use eddy_log::{AppendMode, AppendRequest, Durability, LogConfig, LogStore, PartitionConfig};
 use eddy_types::PartitionId;

@@ -27,7 +27,7 @@ use crate::keys::{log_key_offset, state_key_partition, user_key, STATE_PREFIX};
 use crate::state::{EpochStart, PartitionConfig, PartitionState};
 use crate::writer::{
     self, batch_containing, load_state, partition_range, AppendMode, Appended, Dbs, ErrCtx, Msg,
-    Outcome, PreparedAppend, RetentionReport, WriteOp, WriterStats,
+    Outcome, PreparedAppend, RetentionReport, SyncState, WriteOp, WriterStats,
 };
 
 /// One buffer of record batches to append to one partition.
@@ -173,16 +173,21 @@ fn unexpected<T>(outcome: Outcome) -> Result<T, LogError> {
     })
 }
 
-/// Stops and joins the writer thread when the last store handle goes away.
+/// Stops and joins the writer thread (and the syncer) when the last store handle goes away.
 struct WriterHandle {
     tx: Sender<Msg>,
     thread: Option<JoinHandle<()>>,
+    syncer: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Drop for WriterHandle {
     fn drop(&mut self) {
         let _ = self.tx.send(Msg::Shutdown);
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some((stop, t)) = self.syncer.take() {
+            let _ = stop.send(());
             let _ = t.join();
         }
     }
@@ -260,24 +265,39 @@ impl LogStore {
         let dbs = Dbs { log, meta };
 
         let stats = Arc::new(WriterStats::default());
+        let sync_state = Arc::new(SyncState::default());
+        let spawn_error = |e: std::io::Error| LogError::Storage {
+            path: path.clone(),
+            source: heed::Error::Io(e),
+        };
         let (tx, rx) = mpsc::channel();
         let thread = {
-            let (env, ctx, stats) = (env.clone(), ctx.clone(), stats.clone());
+            let (env, ctx, stats, sync_state) =
+                (env.clone(), ctx.clone(), stats.clone(), sync_state.clone());
             let config = config.clone();
             std::thread::Builder::new()
                 .name("eddy-log-writer".into())
-                .spawn(move || writer::run(env, dbs, config, ctx, stats, rx))
-                .map_err(|e| LogError::Storage {
-                    path: path.clone(),
-                    source: heed::Error::Io(e),
-                })?
+                .spawn(move || writer::run(env, dbs, config, ctx, stats, sync_state, rx))
+                .map_err(spawn_error)?
         };
+        let mut handle = WriterHandle {
+            tx,
+            thread: Some(thread),
+            syncer: None,
+        };
+        if let Durability::Periodic { interval } = config.durability {
+            let (stop, stop_rx) = mpsc::channel();
+            let (env, ctx, stats) = (env.clone(), ctx.clone(), stats.clone());
+            // On failure `handle` drops here and stops the writer.
+            let t = std::thread::Builder::new()
+                .name("eddy-log-syncer".into())
+                .spawn(move || writer::run_syncer(env, interval, ctx, stats, sync_state, stop_rx))
+                .map_err(spawn_error)?;
+            handle.syncer = Some((stop, t));
+        }
         Ok(LogStore {
             inner: Arc::new(Inner {
-                writer: WriterHandle {
-                    tx,
-                    thread: Some(thread),
-                },
+                writer: handle,
                 env,
                 dbs,
                 ctx,

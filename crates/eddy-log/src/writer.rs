@@ -16,7 +16,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_types::PartitionId;
@@ -180,6 +180,13 @@ pub(crate) fn partition_range(partition: PartitionId, from_base: u64) -> ([u8; 1
     (log_key(partition, from_base), log_key(partition, u64::MAX))
 }
 
+/// Commit generations shared by the writer and the periodic syncer.
+#[derive(Debug, Default)]
+pub(crate) struct SyncState {
+    /// Bumped after every successful commit.
+    committed: AtomicU64,
+}
+
 /// Runs the writer loop until `Shutdown` arrives or every sender is gone.
 pub(crate) fn run(
     env: Env<WithoutTls>,
@@ -187,77 +194,50 @@ pub(crate) fn run(
     config: LogConfig,
     ctx: ErrCtx,
     stats: Arc<WriterStats>,
+    sync_state: Arc<SyncState>,
     rx: Receiver<Msg>,
 ) {
-    let periodic = match config.durability {
-        Durability::Periodic { interval } => Some(interval),
-        Durability::Sync => None,
-    };
-    let mut unsynced = false;
-    let mut last_sync = Instant::now();
+    let periodic = matches!(config.durability, Durability::Periodic { .. });
     let mut running = true;
     while running {
-        // Wait for the first request of the next group; in periodic mode, wake up for the sync.
-        let first = match periodic.filter(|_| unsynced) {
-            Some(interval) => {
-                let left = interval.saturating_sub(last_sync.elapsed());
-                match rx.recv_timeout(left) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            None => match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
-            },
-        };
+        let Ok(first) = rx.recv() else { break };
         let mut group: Vec<(WriteOp, Reply)> = Vec::new();
         let mut weight = 0usize;
-        if let Some(m) = first {
-            take(m, &mut group, &mut weight, &mut running);
-            let deadline = Instant::now() + config.max_commit_delay;
-            while running && weight < config.max_commit_bytes {
-                match rx.try_recv() {
-                    Ok(m) => take(m, &mut group, &mut weight, &mut running),
-                    Err(TryRecvError::Empty) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        match rx.recv_timeout(left) {
-                            Ok(m) => take(m, &mut group, &mut weight, &mut running),
-                            Err(_) => break,
-                        }
+        take(first, &mut group, &mut weight, &mut running);
+        let deadline = Instant::now() + config.max_commit_delay;
+        while running && weight < config.max_commit_bytes {
+            match rx.try_recv() {
+                Ok(m) => take(m, &mut group, &mut weight, &mut running),
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
                     }
-                    Err(TryRecvError::Disconnected) => break,
+                    match rx.recv_timeout(left) {
+                        Ok(m) => take(m, &mut group, &mut weight, &mut running),
+                        Err(_) => break,
+                    }
                 }
+                Err(TryRecvError::Disconnected) => break,
             }
         }
         let wants_flush = group.iter().any(|(op, _)| matches!(op, WriteOp::Flush));
-        let answers = if group.is_empty() {
-            Vec::new()
-        } else {
-            unsynced |= periodic.is_some();
-            commit_group(&env, &dbs, &ctx, &stats, group)
-        };
+        let answers = commit_group(&env, &dbs, &ctx, &stats, group);
+        sync_state.committed.fetch_add(1, Ordering::Release);
+        // In periodic mode a flush is answered only after its own sync; the background
+        // syncer handles the rest. (In sync mode every commit was fsync'd already.)
         let mut sync_error = None;
-        if let Some(interval) = periodic {
-            if unsynced && (wants_flush || !running || last_sync.elapsed() >= interval) {
-                match env.force_sync() {
-                    Ok(()) => {
-                        stats.syncs.fetch_add(1, Ordering::Relaxed);
-                        unsynced = false;
-                    }
-                    Err(e) => {
-                        error!(path = %ctx.path, error = %e, "periodic sync failed");
-                        sync_error = Some(e.to_string());
-                    }
+        if periodic && wants_flush {
+            match env.force_sync() {
+                Ok(()) => {
+                    stats.syncs.fetch_add(1, Ordering::Relaxed);
                 }
-                last_sync = Instant::now();
+                Err(e) => {
+                    error!(path = %ctx.path, error = %e, "flush sync failed");
+                    sync_error = Some(e.to_string());
+                }
             }
         }
-        // Answer only now, so that a flush is answered after its sync.
         for (is_flush, reply, answer) in answers {
             let answer = match (&sync_error, is_flush) {
                 (Some(e), true) => Err(LogError::Storage {
@@ -269,12 +249,40 @@ pub(crate) fn run(
             let _ = reply.send(answer);
         }
     }
-    if periodic.is_some() && unsynced {
+    if periodic {
         if let Err(e) = env.force_sync() {
             error!(path = %ctx.path, error = %e, "final sync failed");
         }
     }
     debug!(path = %ctx.path, "log writer stopped");
+}
+
+/// Periodic mode's background sync: every `interval`, fsyncs the environment if anything was
+/// committed since the last sync. It runs on its own thread so that a slow fsync never stalls
+/// the writer; a sync covers every commit that finished before it started.
+pub(crate) fn run_syncer(
+    env: Env<WithoutTls>,
+    interval: Duration,
+    ctx: ErrCtx,
+    stats: Arc<WriterStats>,
+    sync_state: Arc<SyncState>,
+    stop: Receiver<()>,
+) {
+    let mut synced = 0u64;
+    // A message or a hang-up on `stop` ends the loop.
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        let committed = sync_state.committed.load(Ordering::Acquire);
+        if committed == synced {
+            continue;
+        }
+        match env.force_sync() {
+            Ok(()) => {
+                synced = committed;
+                stats.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => error!(path = %ctx.path, error = %e, "periodic sync failed"),
+        }
+    }
 }
 
 /// Adds a queued message to the group being gathered.

@@ -1,4 +1,5 @@
 //! Appends and reads: offsets, verbatim storage, validation, group commit, epochs, timestamps.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 

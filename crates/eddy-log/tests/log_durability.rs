@@ -1,4 +1,5 @@
 //! Reopening, durability modes, a full map, many partitions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Removing records: truncation, DeleteRecords, retention by time and by size.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod common;
 

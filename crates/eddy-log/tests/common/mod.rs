@@ -1,5 +1,5 @@
 //! Helpers shared by eddy-log's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::{Bytes, BytesMut};
 use eddy_log::{LogConfig, LogStore, PartitionConfig};
