@@ -130,6 +130,27 @@ impl<T> Pending<T> {
         }
     }
 
+    /// Chains a conversion of the answer, applied when it arrives.
+    fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, LogError> + Send + 'static) -> Pending<U>
+    where
+        T: 'static,
+    {
+        match self.state {
+            PendingState::Ready(r) => {
+                Pending::ready(r.unwrap_or(Err(LogError::WriterStopped)).and_then(f))
+            }
+            PendingState::Waiting { rx, finish } => Pending {
+                state: PendingState::Waiting {
+                    rx,
+                    finish: Some(Box::new(move |outcome| match finish {
+                        Some(first) => first(outcome).and_then(f),
+                        None => Err(LogError::WriterStopped),
+                    })),
+                },
+            },
+        }
+    }
+
     /// Blocks the calling thread until the commit is done. Do not call it from async code:
     /// await the `Pending` there.
     pub fn wait(self) -> Result<T, LogError> {
@@ -403,31 +424,12 @@ impl LogStore {
         records: Bytes,
         mode: AppendMode,
     ) -> Pending<Appended> {
-        let pending = self.append(vec![AppendRequest {
+        self.append(vec![AppendRequest {
             partition,
             records,
             mode,
-        }]);
-        match pending.state {
-            PendingState::Ready(r) => Pending::ready(
-                r.unwrap_or(Err(LogError::WriterStopped))
-                    .and_then(|mut v| v.pop().unwrap_or(Err(LogError::WriterStopped))),
-            ),
-            PendingState::Waiting { rx, finish } => Pending {
-                state: PendingState::Waiting {
-                    rx,
-                    finish: Some(Box::new(move |o| {
-                        let all = match finish {
-                            Some(f) => f(o)?,
-                            None => return Err(LogError::WriterStopped),
-                        };
-                        all.into_iter()
-                            .next()
-                            .unwrap_or(Err(LogError::WriterStopped))
-                    })),
-                },
-            },
-        }
+        }])
+        .and_then(|mut all| all.pop().unwrap_or(Err(LogError::WriterStopped)))
     }
 
     /// Registers partitions, all or none: fails with [`LogError::PartitionExists`] if any exists.
