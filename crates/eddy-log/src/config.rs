@@ -18,6 +18,18 @@ pub enum Durability {
     },
 }
 
+/// Where write transactions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterMode {
+    /// On the environment's writer thread, with group commit (the default, and the only mode
+    /// for production: a commit never blocks the caller's thread).
+    Thread,
+    /// On the calling thread, one request per transaction; every `Pending` is ready when the
+    /// call returns. For deterministic tests of the actors above the log (tokio's paused time
+    /// would otherwise jump ahead while a commit runs on another thread).
+    Inline,
+}
+
 /// Options for [`LogStore::open`](crate::LogStore::open).
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -35,6 +47,8 @@ pub struct LogConfig {
     pub max_commit_delay: Duration,
     /// Concurrent read transactions allowed (LMDB reader slots).
     pub max_readers: u32,
+    /// Where commits run; [`WriterMode::Thread`] by default.
+    pub writer: WriterMode,
 }
 
 impl Default for LogConfig {
@@ -45,6 +59,7 @@ impl Default for LogConfig {
             max_commit_bytes: 1 << 20,
             max_commit_delay: Duration::ZERO,
             max_readers: 1024,
+            writer: WriterMode::Thread,
         }
     }
 }

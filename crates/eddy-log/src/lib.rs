@@ -60,7 +60,7 @@ pub mod testing;
 mod writer;
 
 pub use batch::{BatchHeader, HEADER_LEN};
-pub use config::{Durability, LogConfig};
+pub use config::{Durability, LogConfig, WriterMode};
 pub use error::LogError;
 pub use state::{EpochStart, PartitionConfig};
 pub use store::{AppendRequest, Fetched, LogStats, LogStore, PartitionOffsets, Pending};

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::batch::{self, BatchHeader, Origin};
-use crate::config::{Durability, LogConfig};
+use crate::config::{Durability, LogConfig, WriterMode};
 use crate::error::LogError;
 use crate::keys::{log_key_offset, state_key_partition, user_key, STATE_PREFIX};
 use crate::state::{EpochStart, PartitionConfig, PartitionState};
@@ -196,14 +196,17 @@ fn unexpected<T>(outcome: Outcome) -> Result<T, LogError> {
 
 /// Stops and joins the writer thread (and the syncer) when the last store handle goes away.
 struct WriterHandle {
-    tx: Sender<Msg>,
+    /// `None` in [`WriterMode::Inline`].
+    tx: Option<Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
     syncer: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Drop for WriterHandle {
     fn drop(&mut self) {
-        let _ = self.tx.send(Msg::Shutdown);
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Shutdown);
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -291,6 +294,23 @@ impl LogStore {
             path: path.clone(),
             source: heed::Error::Io(e),
         };
+        if config.writer == WriterMode::Inline {
+            let writer = WriterHandle {
+                tx: None,
+                thread: None,
+                syncer: None,
+            };
+            return Ok(LogStore {
+                inner: Arc::new(Inner {
+                    writer,
+                    env,
+                    dbs,
+                    ctx,
+                    stats,
+                    path: dir.to_path_buf(),
+                }),
+            });
+        }
         let (tx, rx) = mpsc::channel();
         let thread = {
             let (env, ctx, stats, sync_state) =
@@ -302,7 +322,7 @@ impl LogStore {
                 .map_err(spawn_error)?
         };
         let mut handle = WriterHandle {
-            tx,
+            tx: Some(tx),
             thread: Some(thread),
             syncer: None,
         };
@@ -338,8 +358,13 @@ impl LogStore {
         op: WriteOp,
         finish: impl FnOnce(Outcome) -> Result<T, LogError> + Send + 'static,
     ) -> Pending<T> {
+        let Some(tx) = &self.inner.writer.tx else {
+            let inner = &*self.inner;
+            let outcome = writer::commit_now(&inner.env, &inner.dbs, &inner.ctx, &inner.stats, op);
+            return Pending::ready(outcome.and_then(finish));
+        };
         let (reply, rx) = oneshot::channel();
-        if self.inner.writer.tx.send(Msg::Op(op, reply)).is_err() {
+        if tx.send(Msg::Op(op, reply)).is_err() {
             return Pending::ready(Err(LogError::WriterStopped));
         }
         Pending {

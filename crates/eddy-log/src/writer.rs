@@ -285,6 +285,21 @@ pub(crate) fn run_syncer(
     }
 }
 
+/// Commits one request on the calling thread ([`WriterMode::Inline`](crate::WriterMode)).
+pub(crate) fn commit_now(
+    env: &Env<WithoutTls>,
+    dbs: &Dbs,
+    ctx: &ErrCtx,
+    stats: &WriterStats,
+    op: WriteOp,
+) -> Result<Outcome, LogError> {
+    let (reply, mut rx) = oneshot::channel();
+    for (_, reply, answer) in commit_group(env, dbs, ctx, stats, vec![(op, reply)]) {
+        let _ = reply.send(answer);
+    }
+    rx.try_recv().map_err(|_| LogError::WriterStopped)?
+}
+
 /// Adds a queued message to the group being gathered.
 fn take(m: Msg, group: &mut Vec<(WriteOp, Reply)>, weight: &mut usize, running: &mut bool) {
     match m {
