@@ -74,9 +74,14 @@ impl PartitionState {
 
     /// Kafka's `OffsetForLeaderEpoch` answer: the largest epoch `<= requested` and the offset
     /// where the epoch after it starts (or the log end for the latest epoch).
+    ///
+    /// An epoch above every epoch in this log gets the latest epoch and the log end: this log
+    /// holds nothing written after `requested` began. (Kafka answers "undefined" there, because
+    /// its leaders record their epoch when they take over; Eddy's leaders record it with their
+    /// first append, so a follower may know a newer epoch than its leader's log.)
     pub(crate) fn end_offset_for_epoch(&self, requested: i32) -> Option<(i32, u64)> {
         let latest = self.epochs.last()?;
-        if requested == latest.epoch {
+        if requested >= latest.epoch {
             return Some((latest.epoch, self.log_end));
         }
         let higher = self.epochs.iter().find(|e| e.epoch > requested)?;
@@ -108,7 +113,7 @@ mod tests {
         // Epoch 2 never led: the answer is the epoch before it and where epoch 3 starts.
         assert_eq!(s.end_offset_for_epoch(2), Some((1, 10)));
         assert_eq!(s.end_offset_for_epoch(0), Some((0, 0)));
-        assert_eq!(s.end_offset_for_epoch(9), None);
+        assert_eq!(s.end_offset_for_epoch(9), Some((4, 40)));
         assert_eq!(state_with(&[], 5).end_offset_for_epoch(1), None);
     }
 

@@ -642,7 +642,8 @@ impl LogStore {
     }
 
     /// Kafka's OffsetForLeaderEpoch: the largest epoch not above `epoch` and the offset where
-    /// the next epoch starts (the log end for the latest). `None` when no answer is defined.
+    /// the next epoch starts (the log end for the latest, and for an `epoch` above every epoch
+    /// of the log). `None` when the log has no epochs (nothing was ever appended).
     pub fn end_offset_for_epoch(
         &self,
         partition: PartitionId,
