@@ -473,11 +473,19 @@ fn test_inline_writer_answers_before_the_call_returns() {
     log.create_partitions(vec![(p, PartitionConfig::default())])
         .wait()
         .unwrap();
-    let a = log.append_one(p, batch_bytes(2, 1, 4), LEADER).wait().unwrap();
-    let b = log.append_one(p, batch_bytes(3, 2, 4), LEADER).wait().unwrap();
+    let a = log
+        .append_one(p, batch_bytes(2, 1, 4), LEADER)
+        .wait()
+        .unwrap();
+    let b = log
+        .append_one(p, batch_bytes(3, 2, 4), LEADER)
+        .wait()
+        .unwrap();
     assert_eq!((a.base_offset, b.base_offset, b.last_offset), (0, 2, 4));
     // A refused batch is refused the same way as on the writer thread.
-    let bad = log.append_one(p, Bytes::from_static(b"junk"), LEADER).wait();
+    let bad = log
+        .append_one(p, Bytes::from_static(b"junk"), LEADER)
+        .wait();
     assert!(matches!(bad, Err(LogError::InvalidBatch { .. })));
     assert_eq!(log.offsets(p).unwrap().log_end, 5);
     assert_eq!(log.stats().commits, 3);

@@ -1,0 +1,452 @@
+//! `Broker`: one broker of the cluster, owner of one log directory.
+//!
+//! It routes client and replication requests to its partition actors, starting a
+//! `PartitionLeader` or `PartitionFollower` on demand and stopping it when it reports itself
+//! idle, so idle partitions cost no resident actor. It heartbeats to the controller and applies
+//! retention to its log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use eddy_log::LogStats;
+use eddy_types::PartitionId;
+use tracing::{debug, warn};
+
+use super::partition_follower::PartitionFollower;
+use super::partition_leader::PartitionLeader;
+use super::Shared;
+use crate::error::BrokerError;
+use crate::messages::{
+    BrokerGone, BrokerSnapshot, EnsureFollower, EpochEndReply, Fetch, FetchReply, Heartbeat,
+    LeaderEpochEnd, ListOffsets, ObserveBroker, ObserveLeader, ObservePartition, OffsetsReply,
+    PartitionIdle, PartitionStopped, PartitionsChanged, PartitionsDeleted, Produce, ProduceReply,
+    Refresh, ReplicaFetchReply, ReplicateFrom, Role, Shutdown,
+};
+
+/// A running partition actor and how many messages the broker sent it.
+struct Running<A: Actor> {
+    addr: Addr<A>,
+    sent: u64,
+    generation: u64,
+    /// For leaders: the epoch it leads in.
+    epoch: i32,
+}
+
+/// One broker.
+pub struct Broker {
+    shared: Arc<Shared>,
+    /// Tells this run of the broker apart from earlier ones (after a restart).
+    incarnation: u64,
+    heartbeat: Recipient<Heartbeat>,
+    gone: Recipient<BrokerGone>,
+    leaders: HashMap<PartitionId, Running<PartitionLeader>>,
+    followers: HashMap<PartitionId, Running<PartitionFollower>>,
+    next_generation: u64,
+    /// Log counters at the last report, for the commit-latency metric.
+    last_stats: LogStats,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("id", &self.shared.id)
+            .field("incarnation", &self.incarnation)
+            .field("leaders", &self.leaders.len())
+            .field("followers", &self.followers.len())
+            .finish()
+    }
+}
+
+impl Broker {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        incarnation: u64,
+        heartbeat: Recipient<Heartbeat>,
+        gone: Recipient<BrokerGone>,
+    ) -> Broker {
+        let last_stats = shared.log.stats();
+        Broker {
+            shared,
+            incarnation,
+            heartbeat,
+            gone,
+            leaders: HashMap::new(),
+            followers: HashMap::new(),
+            next_generation: 0,
+            last_stats,
+        }
+    }
+
+    /// The running leader of a partition this broker leads, started if needed.
+    fn leader(
+        &mut self,
+        topic: &str,
+        index: u32,
+        ctx: &mut Context<Self>,
+    ) -> Result<Addr<PartitionLeader>, BrokerError> {
+        let meta = self.shared.view.snapshot();
+        let t = meta.topic(topic)?;
+        let p = meta.partition(topic, index)?;
+        match p.leader {
+            None => {
+                return Err(BrokerError::LeaderNotAvailable {
+                    topic: t.name.clone(),
+                    partition: index,
+                })
+            }
+            Some(l) if l != self.shared.id => {
+                return Err(BrokerError::NotLeader {
+                    topic: t.name.clone(),
+                    partition: index,
+                    broker: self.shared.id,
+                    leader: Some(l),
+                })
+            }
+            Some(_) => {}
+        }
+        if let Some(r) = self.leaders.get_mut(&p.id) {
+            if r.epoch == p.leader_epoch && r.addr.connected() {
+                r.sent += 1;
+                return Ok(r.addr.clone());
+            }
+            // A leader of an older epoch that has not seen the change yet.
+            r.addr.do_send(Shutdown);
+            self.leaders.remove(&p.id);
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let leader = PartitionLeader::new(
+            self.shared.clone(),
+            ctx.address(),
+            generation,
+            t.name.clone(),
+            p,
+            t.config.min_insync_replicas,
+        )?;
+        let addr = leader.start();
+        self.leaders.insert(
+            p.id,
+            Running {
+                addr: addr.clone(),
+                sent: 1,
+                generation,
+                epoch: p.leader_epoch,
+            },
+        );
+        Ok(addr)
+    }
+
+    /// Sends `msg` to the partition's leader actor and answers what it answers.
+    fn forward<M, R>(
+        &mut self,
+        topic: &str,
+        index: u32,
+        msg: M,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<R, BrokerError>>
+    where
+        M: Message<Result = Result<R, BrokerError>> + Send + 'static,
+        PartitionLeader: Handler<M>,
+        R: Send + 'static,
+    {
+        match self.leader(topic, index, ctx) {
+            Ok(addr) => Box::pin(async move { addr.send(msg).await? }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    /// Runs (or wakes) the follower of a partition if this broker holds a follower replica.
+    fn ensure_follower(&mut self, topic: &str, index: u32, ctx: &mut Context<Self>) {
+        let meta = self.shared.view.snapshot();
+        let Ok(t) = meta.topic(topic) else { return };
+        let Some(p) = t.partitions.get(index as usize) else {
+            return;
+        };
+        let me = self.shared.id;
+        if !p.replicas.contains(&me) || p.leader == Some(me) || p.leader.is_none() {
+            return;
+        }
+        if let Some(r) = self.followers.get_mut(&p.id) {
+            if r.addr.connected() {
+                r.sent += 1;
+                r.addr.do_send(Refresh);
+                return;
+            }
+        }
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let follower = PartitionFollower::new(
+            self.shared.clone(),
+            ctx.address(),
+            generation,
+            t.name.clone(),
+            p,
+        );
+        let addr = follower.start();
+        self.followers.insert(
+            p.id,
+            Running {
+                addr,
+                sent: 0,
+                generation,
+                epoch: p.leader_epoch,
+            },
+        );
+    }
+
+    fn report(&mut self) {
+        self.heartbeat.do_send(Heartbeat {
+            broker: self.shared.id,
+            incarnation: self.incarnation,
+        });
+        let stats = self.shared.log.stats();
+        let commits = stats.commits.saturating_sub(self.last_stats.commits);
+        if commits > 0 {
+            let nanos = stats
+                .commit_nanos
+                .saturating_sub(self.last_stats.commit_nanos);
+            metrics::histogram!(eddy_metrics::LOG_COMMIT_LATENCY, "broker" => self.shared.id.0.to_string())
+                .record(nanos as f64 / commits as f64 / 1e9);
+        }
+        self.last_stats = stats;
+    }
+
+    fn enforce_retention(&mut self, ctx: &mut Context<Self>) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let id = self.shared.id;
+        let pass = self.shared.log.enforce_retention(now_ms);
+        ctx.spawn(pass.into_actor(self).map(move |res, _, _| match res {
+            Ok(r) if r.batches > 0 => {
+                debug!(broker = %id, partitions = r.partitions, batches = r.batches, bytes = r.bytes, "retention removed batches");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(broker = %id, error = %e, "retention pass failed"),
+        }));
+    }
+}
+
+impl Actor for Broker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        debug!(broker = %self.shared.id, incarnation = self.incarnation, "broker started");
+        self.report();
+        ctx.run_interval(self.shared.config.broker_heartbeat_interval, |act, _| {
+            act.report()
+        });
+        ctx.run_interval(self.shared.config.retention_check_interval, |act, ctx| {
+            act.enforce_retention(ctx)
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        for r in self.leaders.values() {
+            r.addr.do_send(Shutdown);
+        }
+        for r in self.followers.values() {
+            r.addr.do_send(Shutdown);
+        }
+        self.gone.do_send(BrokerGone {
+            broker: self.shared.id,
+            incarnation: self.incarnation,
+        });
+        debug!(broker = %self.shared.id, "broker stopped");
+    }
+}
+
+impl Handler<Produce> for Broker {
+    type Result = ResponseFuture<Result<ProduceReply, BrokerError>>;
+
+    fn handle(&mut self, msg: Produce, ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.clone(), msg.partition);
+        self.forward(&topic, index, msg, ctx)
+    }
+}
+
+impl Handler<Fetch> for Broker {
+    type Result = ResponseFuture<Result<FetchReply, BrokerError>>;
+
+    fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.clone(), msg.partition);
+        self.forward(&topic, index, msg, ctx)
+    }
+}
+
+impl Handler<ListOffsets> for Broker {
+    type Result = ResponseFuture<Result<OffsetsReply, BrokerError>>;
+
+    fn handle(&mut self, msg: ListOffsets, ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.clone(), msg.partition);
+        self.forward(&topic, index, msg, ctx)
+    }
+}
+
+impl Handler<ReplicateFrom> for Broker {
+    type Result = ResponseFuture<Result<ReplicaFetchReply, BrokerError>>;
+
+    fn handle(&mut self, msg: ReplicateFrom, ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.to_string(), msg.partition);
+        self.forward(&topic, index, msg, ctx)
+    }
+}
+
+impl Handler<LeaderEpochEnd> for Broker {
+    type Result = ResponseFuture<Result<EpochEndReply, BrokerError>>;
+
+    fn handle(&mut self, msg: LeaderEpochEnd, ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.to_string(), msg.partition);
+        self.forward(&topic, index, msg, ctx)
+    }
+}
+
+impl Handler<EnsureFollower> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: EnsureFollower, ctx: &mut Context<Self>) {
+        self.ensure_follower(msg.topic.as_str(), msg.partition, ctx);
+    }
+}
+
+impl Handler<PartitionsChanged> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionsChanged, ctx: &mut Context<Self>) {
+        let meta = self.shared.view.snapshot();
+        let me = self.shared.id;
+        for (topic, index) in msg.partitions {
+            let Ok(p) = meta.partition(topic.as_str(), index) else {
+                continue;
+            };
+            if let Some(r) = self.leaders.get_mut(&p.id) {
+                r.sent += 1;
+                r.addr.do_send(Refresh);
+            }
+            if p.replicas.contains(&me) && p.leader != Some(me) {
+                self.ensure_follower(topic.as_str(), index, ctx);
+            } else if let Some(r) = self.followers.get_mut(&p.id) {
+                r.sent += 1;
+                r.addr.do_send(Refresh);
+            }
+        }
+    }
+}
+
+impl Handler<PartitionsDeleted> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionsDeleted, _ctx: &mut Context<Self>) {
+        for pid in msg.partitions {
+            if let Some(r) = self.leaders.remove(&pid) {
+                r.addr.do_send(Shutdown);
+            }
+            if let Some(r) = self.followers.remove(&pid) {
+                r.addr.do_send(Shutdown);
+            }
+        }
+    }
+}
+
+impl Handler<PartitionIdle> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionIdle, _ctx: &mut Context<Self>) {
+        // Only stop the actor if nothing we sent is still in its mailbox; otherwise it has
+        // work again and will report later.
+        match msg.role {
+            Role::Leader => {
+                if self
+                    .leaders
+                    .get(&msg.partition)
+                    .is_some_and(|r| r.sent == msg.received)
+                {
+                    if let Some(r) = self.leaders.remove(&msg.partition) {
+                        r.addr.do_send(Shutdown);
+                    }
+                }
+            }
+            Role::Follower => {
+                if self
+                    .followers
+                    .get(&msg.partition)
+                    .is_some_and(|r| r.sent == msg.received)
+                {
+                    if let Some(r) = self.followers.remove(&msg.partition) {
+                        r.addr.do_send(Shutdown);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<PartitionStopped> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionStopped, _ctx: &mut Context<Self>) {
+        match msg.role {
+            Role::Leader => {
+                if self
+                    .leaders
+                    .get(&msg.partition)
+                    .is_some_and(|r| r.generation == msg.generation)
+                {
+                    self.leaders.remove(&msg.partition);
+                }
+            }
+            Role::Follower => {
+                if self
+                    .followers
+                    .get(&msg.partition)
+                    .is_some_and(|r| r.generation == msg.generation)
+                {
+                    self.followers.remove(&msg.partition);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<ObserveBroker> for Broker {
+    type Result = MessageResult<ObserveBroker>;
+
+    fn handle(&mut self, _msg: ObserveBroker, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(BrokerSnapshot {
+            id: self.shared.id.0,
+            leaders_running: self.leaders.len(),
+            followers_running: self.followers.len(),
+        })
+    }
+}
+
+impl Handler<ObservePartition> for Broker {
+    type Result = ResponseFuture<Option<crate::messages::LeaderSnapshot>>;
+
+    fn handle(&mut self, msg: ObservePartition, _ctx: &mut Context<Self>) -> Self::Result {
+        let meta = self.shared.view.snapshot();
+        let addr = meta
+            .partition(&msg.topic, msg.partition)
+            .ok()
+            .and_then(|p| self.leaders.get_mut(&p.id))
+            .map(|r| {
+                r.sent += 1;
+                r.addr.clone()
+            });
+        Box::pin(async move {
+            match addr {
+                Some(a) => a.send(ObserveLeader).await.ok(),
+                None => None,
+            }
+        })
+    }
+}
+
+impl Handler<Shutdown> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

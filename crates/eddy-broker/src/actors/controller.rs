@@ -1,0 +1,625 @@
+//! `Controller`: the one writer of the cluster metadata.
+//!
+//! It starts the brokers, creates and deletes topics, records ISR changes asked by leaders,
+//! watches brokers (heartbeats, and the stop notice of a broker actor) and elects new leaders
+//! when one goes. Every change is computed on a copy of the metadata ([`ClusterMetadata`]'s
+//! pure functions), persisted to every broker's log directory, and only then published and
+//! announced; handlers that change metadata run one at a time (`AtomicResponse`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use eddy_log::{LogStore, PartitionConfig};
+use eddy_types::{BrokerId, PartitionId, TopicName};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::broker::Broker;
+use super::{now, Directory, Shared};
+use crate::config::ClusterConfig;
+use crate::error::BrokerError;
+use crate::messages::{
+    AlterIsr, BrokerGone, CreatePartitions, CreateTopic, DeleteTopic, Heartbeat, PartitionsChanged,
+    PartitionsDeleted, Shutdown, ShutdownCluster, StartBroker, StopBroker,
+};
+use crate::metadata::{Changes, ClusterMetadata, ClusterRecord, MetadataView, TopicMeta};
+
+const CLUSTER_KEY: &[u8] = b"cluster";
+const TOPIC_PREFIX: &[u8] = b"topic/";
+
+/// A metadata record as stored in every broker's log directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum MetaRecord {
+    Cluster(ClusterRecord),
+    Topic(TopicMeta),
+    /// A deleted topic, kept so that a stale copy elsewhere cannot bring it back.
+    Deleted {
+        version: u64,
+    },
+}
+
+fn topic_key(name: &TopicName) -> Vec<u8> {
+    let mut k = TOPIC_PREFIX.to_vec();
+    k.extend_from_slice(name.as_str().as_bytes());
+    k
+}
+
+/// Reads the metadata from every broker's log directory (the newest copy of each record
+/// wins) and makes each directory hold exactly the partitions it should.
+pub(crate) async fn load(
+    config: &ClusterConfig,
+    stores: &[LogStore],
+) -> Result<ClusterMetadata, BrokerError> {
+    let mut meta = ClusterMetadata::new(config.name.clone(), config.brokers);
+    let mut best: BTreeMap<Vec<u8>, (u64, MetaRecord)> = BTreeMap::new();
+    for store in stores {
+        if let Some(MetaRecord::Cluster(r)) = store.get_meta::<MetaRecord>(CLUSTER_KEY)? {
+            if r.brokers != config.brokers {
+                return Err(BrokerError::InvalidClusterConfig(format!(
+                    "cluster {} was created with {} brokers, not {}; the broker count cannot change",
+                    r.name, r.brokers, config.brokers
+                )));
+            }
+            meta.version = meta.version.max(r.version);
+            meta.next_partition_id = meta.next_partition_id.max(r.next_partition_id);
+        }
+        for (key, rec) in store.scan_meta::<MetaRecord>(TOPIC_PREFIX)? {
+            let version = match &rec {
+                MetaRecord::Topic(t) => t.version,
+                MetaRecord::Deleted { version } => *version,
+                MetaRecord::Cluster(_) => continue,
+            };
+            if best.get(&key).is_none_or(|(v, _)| *v < version) {
+                best.insert(key, (version, rec));
+            }
+        }
+    }
+    for (_, (version, rec)) in best {
+        meta.version = meta.version.max(version);
+        if let MetaRecord::Topic(t) = rec {
+            if let Some(max) = t.partitions.iter().map(|p| p.id.0).max() {
+                meta.next_partition_id = meta.next_partition_id.max(max + 1);
+            }
+            meta.topics.insert(t.name.clone(), Arc::new(t));
+        }
+    }
+    // Each directory holds exactly its replicas: a crash between writing partitions and
+    // writing metadata (or the reverse, for a delete) leaves strays to remove or create.
+    for (b, store) in stores.iter().enumerate() {
+        let broker = BrokerId(b as u32);
+        let mut wanted: BTreeMap<PartitionId, PartitionConfig> = BTreeMap::new();
+        for t in meta.topics.values() {
+            for p in t.partitions.iter().filter(|p| p.replicas.contains(&broker)) {
+                wanted.insert(p.id, partition_config(t));
+            }
+        }
+        let existing = store.partitions()?;
+        let stray: Vec<PartitionId> = existing
+            .iter()
+            .copied()
+            .filter(|p| !wanted.contains_key(p))
+            .collect();
+        for p in &existing {
+            wanted.remove(p);
+        }
+        if !stray.is_empty() {
+            warn!(broker = %broker, count = stray.len(), "removing partitions the metadata does not know");
+            store.delete_partitions(stray).await?;
+        }
+        if !wanted.is_empty() {
+            warn!(broker = %broker, count = wanted.len(), "creating missing partition replicas");
+            store
+                .create_partitions(wanted.into_iter().collect())
+                .await?;
+        }
+    }
+    Ok(meta)
+}
+
+fn partition_config(t: &TopicMeta) -> PartitionConfig {
+    PartitionConfig {
+        retention_ms: t.config.retention_ms,
+        retention_bytes: t.config.retention_bytes,
+    }
+}
+
+/// What the controller knows of one broker.
+struct Slot {
+    addr: Option<Addr<Broker>>,
+    incarnation: u64,
+    last_heartbeat: Instant,
+}
+
+/// The cluster's controller.
+pub struct Controller {
+    config: Arc<ClusterConfig>,
+    /// The committed metadata (persisted and published).
+    metadata: ClusterMetadata,
+    view: MetadataView,
+    directory: Directory,
+    /// Every broker's log directory, by broker id. They stay open while a broker is stopped.
+    stores: Vec<LogStore>,
+    slots: Vec<Slot>,
+    next_incarnation: u64,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("cluster", &self.config.name)
+            .field("version", &self.metadata.version)
+            .field("alive", &self.metadata.alive)
+            .finish()
+    }
+}
+
+type Atomic<T> = AtomicResponse<Controller, Result<T, BrokerError>>;
+
+fn fail<T: 'static>(e: BrokerError) -> Atomic<T> {
+    AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))))
+}
+
+impl Controller {
+    pub(crate) fn new(
+        config: Arc<ClusterConfig>,
+        metadata: ClusterMetadata,
+        view: MetadataView,
+        directory: Directory,
+        stores: Vec<LogStore>,
+    ) -> Controller {
+        let t = now();
+        let slots = (0..stores.len())
+            .map(|_| Slot {
+                addr: None,
+                incarnation: 0,
+                last_heartbeat: t,
+            })
+            .collect();
+        Controller {
+            config,
+            metadata,
+            view,
+            directory,
+            stores,
+            slots,
+            next_incarnation: 0,
+            shutting_down: false,
+        }
+    }
+
+    fn start_broker(&mut self, id: BrokerId, ctx: &mut Context<Self>) -> Result<(), BrokerError> {
+        let i = id.0 as usize;
+        let (Some(slot), Some(store)) = (self.slots.get_mut(i), self.stores.get(i)) else {
+            return Err(BrokerError::BrokerNotAvailable(id));
+        };
+        self.next_incarnation += 1;
+        let shared = Arc::new(Shared {
+            id,
+            log: store.clone(),
+            view: self.view.clone(),
+            directory: self.directory.clone(),
+            controller: ctx.address().recipient(),
+            config: self.config.clone(),
+        });
+        let addr = Broker::new(
+            shared,
+            self.next_incarnation,
+            ctx.address().recipient(),
+            ctx.address().recipient(),
+        )
+        .start();
+        slot.addr = Some(addr.clone());
+        slot.incarnation = self.next_incarnation;
+        slot.last_heartbeat = now();
+        self.directory.set(id, Some(addr));
+        Ok(())
+    }
+
+    /// Persists the cluster record, the `changed` topics and tombstones for `deleted`, in
+    /// every broker's log directory.
+    fn persist(
+        &self,
+        next: &ClusterMetadata,
+        changed: &[TopicName],
+        deleted: &[TopicName],
+    ) -> impl Future<Output = Result<(), BrokerError>> + 'static {
+        let mut records: Vec<(Vec<u8>, MetaRecord)> =
+            vec![(CLUSTER_KEY.to_vec(), MetaRecord::Cluster(next.record()))];
+        for name in changed {
+            if let Some(t) = next.topics.get(name) {
+                records.push((topic_key(name), MetaRecord::Topic((**t).clone())));
+            }
+        }
+        for name in deleted {
+            records.push((
+                topic_key(name),
+                MetaRecord::Deleted {
+                    version: next.version,
+                },
+            ));
+        }
+        let refs: Vec<(&[u8], &MetaRecord)> =
+            records.iter().map(|(k, v)| (k.as_slice(), v)).collect();
+        let pending: Vec<_> = self.stores.iter().map(|s| s.put_meta(&refs)).collect();
+        async move {
+            for p in pending {
+                p.await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Makes `next` the committed metadata, publishes it and tells the brokers what changed.
+    fn commit(&mut self, next: ClusterMetadata, changes: &Changes) {
+        self.metadata = next;
+        self.view.publish(self.metadata.clone());
+        let m = &self.metadata;
+        let (mut under, mut offline) = (0u64, 0u64);
+        for t in m.topics.values() {
+            for p in &t.partitions {
+                under += u64::from(p.under_replicated());
+                offline += u64::from(p.leader.is_none());
+            }
+        }
+        metrics::gauge!(eddy_metrics::UNDER_REPLICATED_PARTITIONS).set(under as f64);
+        metrics::gauge!(eddy_metrics::OFFLINE_PARTITIONS).set(offline as f64);
+        metrics::gauge!(eddy_metrics::BROKERS_ALIVE).set(m.alive.len() as f64);
+        if changes.elections > 0 {
+            metrics::counter!(eddy_metrics::LEADER_ELECTIONS)
+                .increment(u64::from(changes.elections));
+        }
+        if !changes.partitions.is_empty() {
+            self.announce(changes.partitions.clone());
+        }
+    }
+
+    fn announce(&self, partitions: Vec<(TopicName, u32)>) {
+        for slot in &self.slots {
+            if let Some(addr) = &slot.addr {
+                addr.do_send(PartitionsChanged {
+                    partitions: partitions.clone(),
+                });
+            }
+        }
+    }
+
+    /// Computes a change on a copy, persists it, then commits it; answers `answer(next)`.
+    fn change<T: 'static>(
+        &mut self,
+        apply: impl FnOnce(&mut ClusterMetadata) -> Result<(Changes, Vec<TopicName>), BrokerError>,
+        answer: impl FnOnce(&ClusterMetadata) -> Result<T, BrokerError> + 'static,
+    ) -> Atomic<T> {
+        let mut next = self.metadata.clone();
+        let (changes, deleted) = match apply(&mut next) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        };
+        let changed: Vec<TopicName> = changes.topics.iter().cloned().collect();
+        let persist = self.persist(&next, &changed, &deleted);
+        AtomicResponse::new(Box::pin(persist.into_actor(self).map(
+            move |res, act, _ctx| {
+                res?;
+                act.commit(next, &changes);
+                answer(&act.metadata)
+            },
+        )))
+    }
+
+    /// A broker is gone: elect new leaders for what it led.
+    fn broker_failed(&mut self, id: BrokerId) -> Atomic<()> {
+        if self.shutting_down || !self.metadata.alive.contains(&id) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(()))));
+        }
+        warn!(broker = %id, "broker is gone, electing new leaders");
+        if let Some(slot) = self.slots.get_mut(id.0 as usize) {
+            if let Some(addr) = slot.addr.take() {
+                addr.do_send(Shutdown);
+            }
+        }
+        self.directory.set(id, None);
+        self.change(|next| Ok((next.broker_failed(id), Vec::new())), |_| Ok(()))
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let t = now();
+        let timeout = self.config.broker_session_timeout;
+        let expired: Vec<BrokerId> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.addr.is_some() && t.saturating_duration_since(s.last_heartbeat) > timeout
+            })
+            .map(|(i, _)| BrokerId(i as u32))
+            .collect();
+        for id in expired {
+            ctx.notify(BrokerGone {
+                broker: id,
+                incarnation: self.slots[id.0 as usize].incarnation,
+            });
+        }
+    }
+}
+
+impl Actor for Controller {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for b in 0..self.config.brokers {
+            if let Err(e) = self.start_broker(BrokerId(b), ctx) {
+                warn!(broker = b, error = %e, "cannot start broker");
+            }
+        }
+        // Every broker is up: partitions left without a leader by the last run get one.
+        let mut next = self.metadata.clone();
+        let mut changes = Changes::default();
+        for b in 0..self.config.brokers {
+            let c = next.broker_returned(BrokerId(b));
+            changes.topics.extend(c.topics);
+            changes.partitions.extend(c.partitions);
+            changes.elections += c.elections;
+        }
+        let changed: Vec<TopicName> = changes.topics.iter().cloned().collect();
+        let persist = self.persist(&next, &changed, &[]);
+        ctx.wait(persist.into_actor(self).map(move |res, act, _| {
+            if let Err(e) = res {
+                warn!(error = %e, "cannot persist start-up elections");
+            }
+            act.commit(next, &changes);
+        }));
+        let interval = self.config.broker_heartbeat_interval;
+        ctx.run_interval(interval, |act, ctx| act.tick(ctx));
+        info!(cluster = %self.config.name, brokers = self.config.brokers, topics = self.metadata.topics.len(), "cluster started");
+    }
+}
+
+impl Handler<CreateTopic> for Controller {
+    type Result = Atomic<Arc<TopicMeta>>;
+
+    fn handle(&mut self, msg: CreateTopic, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut next = self.metadata.clone();
+        let topic = match next.create_topic(&msg.0, &self.config.topic_defaults) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+        // Partitions first, metadata second: a crash in between leaves strays that the next
+        // start removes, never metadata pointing at missing partitions.
+        let mut creates = Vec::new();
+        for (b, store) in self.stores.iter().enumerate() {
+            let parts: Vec<(PartitionId, PartitionConfig)> = topic
+                .partitions
+                .iter()
+                .filter(|p| p.replicas.contains(&BrokerId(b as u32)))
+                .map(|p| (p.id, partition_config(&topic)))
+                .collect();
+            if !parts.is_empty() {
+                creates.push(store.create_partitions(parts));
+            }
+        }
+        let persist = self.persist(&next, std::slice::from_ref(&topic.name), &[]);
+        let work = async move {
+            for c in creates {
+                c.await?;
+            }
+            persist.await
+        };
+        info!(topic = %topic.name, partitions = topic.partitions.len(), "creating topic");
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
+            res?;
+            act.commit(next, &Changes::default());
+            Ok(topic)
+        })))
+    }
+}
+
+impl Handler<CreatePartitions> for Controller {
+    type Result = Atomic<Arc<TopicMeta>>;
+
+    fn handle(&mut self, msg: CreatePartitions, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut next = self.metadata.clone();
+        let new = match next.add_partitions(&msg.topic, msg.total) {
+            Ok(n) => n,
+            Err(e) => return fail(e),
+        };
+        let topic = match next.topic(&msg.topic) {
+            Ok(t) => t.clone(),
+            Err(e) => return fail(e),
+        };
+        let mut creates = Vec::new();
+        for (b, store) in self.stores.iter().enumerate() {
+            let parts: Vec<(PartitionId, PartitionConfig)> = new
+                .iter()
+                .filter(|p| p.replicas.contains(&BrokerId(b as u32)))
+                .map(|p| (p.id, partition_config(&topic)))
+                .collect();
+            if !parts.is_empty() {
+                creates.push(store.create_partitions(parts));
+            }
+        }
+        let persist = self.persist(&next, std::slice::from_ref(&topic.name), &[]);
+        let work = async move {
+            for c in creates {
+                c.await?;
+            }
+            persist.await
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
+            res?;
+            act.commit(next, &Changes::default());
+            Ok(topic)
+        })))
+    }
+}
+
+impl Handler<DeleteTopic> for Controller {
+    type Result = Atomic<()>;
+
+    fn handle(&mut self, msg: DeleteTopic, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut next = self.metadata.clone();
+        let gone = match next.delete_topic(&msg.0) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        };
+        let persist = self.persist(&next, &[], std::slice::from_ref(&gone.name));
+        info!(topic = %gone.name, "deleting topic");
+        AtomicResponse::new(Box::pin(persist.into_actor(self).map(move |res, act, ctx| {
+            res?;
+            act.commit(next, &Changes::default());
+            let pids: Vec<PartitionId> = gone.partitions.iter().map(|p| p.id).collect();
+            for slot in &act.slots {
+                if let Some(addr) = &slot.addr {
+                    addr.do_send(PartitionsDeleted {
+                        partitions: pids.clone(),
+                    });
+                }
+            }
+            // The records go last, once nobody serves them.
+            let deletes: Vec<_> = act
+                .stores
+                .iter()
+                .map(|s| s.delete_partitions(pids.clone()))
+                .collect();
+            ctx.spawn(
+                async move {
+                    for d in deletes {
+                        if let Err(e) = d.await {
+                            warn!(error = %e, "deleting a topic's partitions failed; the next start retries");
+                        }
+                    }
+                }
+                .into_actor(act),
+            );
+            Ok(())
+        })))
+    }
+}
+
+impl Handler<AlterIsr> for Controller {
+    type Result = Atomic<Vec<BrokerId>>;
+
+    fn handle(&mut self, msg: AlterIsr, _ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.clone(), msg.partition);
+        self.change(
+            move |next| {
+                let c = next.alter_isr(
+                    msg.topic.as_str(),
+                    msg.partition,
+                    msg.leader,
+                    msg.leader_epoch,
+                    &msg.isr,
+                )?;
+                Ok((c, Vec::new()))
+            },
+            move |m| Ok(m.partition(topic.as_str(), index)?.isr.clone()),
+        )
+    }
+}
+
+impl Handler<StopBroker> for Controller {
+    type Result = Atomic<()>;
+
+    fn handle(&mut self, msg: StopBroker, _ctx: &mut Context<Self>) -> Self::Result {
+        let running = self
+            .slots
+            .get(msg.0 .0 as usize)
+            .is_some_and(|s| s.addr.is_some());
+        if !running {
+            return fail(BrokerError::BrokerNotAvailable(msg.0));
+        }
+        self.broker_failed(msg.0)
+    }
+}
+
+impl Handler<StartBroker> for Controller {
+    type Result = Atomic<()>;
+
+    fn handle(&mut self, msg: StartBroker, ctx: &mut Context<Self>) -> Self::Result {
+        let id = msg.0;
+        let stopped = self
+            .slots
+            .get(id.0 as usize)
+            .is_some_and(|s| s.addr.is_none());
+        if !stopped {
+            return fail(BrokerError::InvalidClusterConfig(format!(
+                "{id} is running or does not exist"
+            )));
+        }
+        if let Err(e) = self.start_broker(id, ctx) {
+            return fail(e);
+        }
+        info!(broker = %id, "broker restarted");
+        // Its replicas are followers now (or leaders again, where it was the last of an ISR):
+        // tell it about all of them so that its followers start, truncate and catch up.
+        let mine: Vec<(TopicName, u32)> = self
+            .metadata
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.replicas.contains(&id))
+                    .map(|p| (t.name.clone(), p.index))
+            })
+            .collect();
+        let mut next = self.metadata.clone();
+        let changes = next.broker_returned(id);
+        let changed: Vec<TopicName> = changes.topics.iter().cloned().collect();
+        let persist = self.persist(&next, &changed, &[]);
+        AtomicResponse::new(Box::pin(persist.into_actor(self).map(
+            move |res, act, _| {
+                res?;
+                act.commit(next, &changes);
+                if let Some(addr) = act.slots.get(id.0 as usize).and_then(|s| s.addr.as_ref()) {
+                    addr.do_send(PartitionsChanged { partitions: mine });
+                }
+                Ok(())
+            },
+        )))
+    }
+}
+
+impl Handler<Heartbeat> for Controller {
+    type Result = ();
+
+    fn handle(&mut self, msg: Heartbeat, _ctx: &mut Context<Self>) {
+        if let Some(slot) = self.slots.get_mut(msg.broker.0 as usize) {
+            if slot.incarnation == msg.incarnation {
+                slot.last_heartbeat = now();
+            }
+        }
+    }
+}
+
+impl Handler<BrokerGone> for Controller {
+    type Result = Atomic<()>;
+
+    fn handle(&mut self, msg: BrokerGone, _ctx: &mut Context<Self>) -> Self::Result {
+        let current = self
+            .slots
+            .get(msg.broker.0 as usize)
+            .is_some_and(|s| s.incarnation == msg.incarnation && s.addr.is_some());
+        if !current {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Ok(()))));
+        }
+        self.broker_failed(msg.broker)
+    }
+}
+
+impl Handler<ShutdownCluster> for Controller {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ShutdownCluster, ctx: &mut Context<Self>) {
+        self.shutting_down = true;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(addr) = slot.addr.take() {
+                addr.do_send(Shutdown);
+            }
+            self.directory.set(BrokerId(i as u32), None);
+        }
+        ctx.stop();
+    }
+}

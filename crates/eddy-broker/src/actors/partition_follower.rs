@@ -1,0 +1,333 @@
+//! `PartitionFollower`: a follower replica of one partition, copying its leader's log.
+//!
+//! Before fetching under a new leader epoch it asks the leader where its own latest epoch ends
+//! (Kafka's OffsetForLeaderEpoch, KIP-101) and truncates any divergent tail; then it fetches
+//! from its log end in a loop, each fetch telling the leader its position. Started by its
+//! broker when the leader wakes it or the metadata names it; stops when idle or when it is no
+//! longer a follower.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use eddy_log::AppendMode;
+use eddy_types::{BrokerId, PartitionId, TopicName};
+use tracing::{debug, info, warn};
+
+use super::broker::Broker;
+use super::{now, Shared};
+use crate::error::BrokerError;
+use crate::messages::{
+    EpochEndReply, LeaderEpochEnd, PartitionIdle, PartitionStopped, Refresh, ReplicaFetchReply,
+    ReplicateFrom, Role, Shutdown,
+};
+use crate::metadata::PartitionMeta;
+
+/// Wait before retrying after an error or when the partition has no leader.
+const BACKOFF: Duration = Duration::from_millis(100);
+
+/// A follower replica of one partition.
+pub(crate) struct PartitionFollower {
+    topic: TopicName,
+    index: u32,
+    pid: PartitionId,
+    shared: Arc<Shared>,
+    broker: Addr<Broker>,
+    generation: u64,
+    /// The leader epoch this replica has truncated against; fetching needs it to match the
+    /// metadata's.
+    synced_epoch: Option<i32>,
+    /// A request to the leader (or a log write) is in flight.
+    busy: bool,
+    /// Messages handled from the broker (for the idle handshake).
+    received: u64,
+    /// Last time a fetch brought records (or the actor started).
+    last_data: Instant,
+    idle_reported: bool,
+    checkpointed_hw: u64,
+    last_checkpoint: Instant,
+}
+
+impl PartitionFollower {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        broker: Addr<Broker>,
+        generation: u64,
+        topic: TopicName,
+        meta: &PartitionMeta,
+    ) -> PartitionFollower {
+        let t = now();
+        PartitionFollower {
+            topic,
+            index: meta.index,
+            pid: meta.id,
+            shared,
+            broker,
+            generation,
+            synced_epoch: None,
+            busy: false,
+            received: 0,
+            last_data: t,
+            idle_reported: false,
+            checkpointed_hw: 0,
+            last_checkpoint: t,
+        }
+    }
+
+    fn stop(&mut self, ctx: &mut Context<Self>) {
+        self.broker.do_send(PartitionStopped {
+            partition: self.pid,
+            role: Role::Follower,
+            generation: self.generation,
+        });
+        ctx.stop();
+    }
+
+    fn retry_later(&mut self, ctx: &mut Context<Self>, wait: Duration) {
+        ctx.run_later(wait, |act, ctx| act.step(ctx));
+    }
+
+    /// Decides the next move from the published metadata.
+    fn step(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || self.idle_reported {
+            return;
+        }
+        let meta = self.shared.view.snapshot();
+        let Ok(p) = meta.partition(self.topic.as_str(), self.index).cloned() else {
+            return self.stop(ctx);
+        };
+        let me = self.shared.id;
+        if p.id != self.pid || p.leader == Some(me) || !p.replicas.contains(&me) {
+            return self.stop(ctx);
+        }
+        let Some(leader) = p.leader else {
+            return self.retry_later(ctx, BACKOFF);
+        };
+        let Some(peer) = self.shared.directory.get(leader) else {
+            return self.retry_later(ctx, BACKOFF);
+        };
+        if self.synced_epoch == Some(p.leader_epoch) {
+            self.fetch(peer, p.leader_epoch, ctx);
+        } else {
+            self.truncate(peer, p.leader_epoch, ctx);
+        }
+    }
+
+    /// KIP-101: find where this replica's log stops agreeing with the leader's and cut there.
+    fn truncate(&mut self, peer: Addr<Broker>, leader_epoch: i32, ctx: &mut Context<Self>) {
+        let epochs = match self.shared.log.epochs(self.pid) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "cannot read epochs");
+                return self.retry_later(ctx, BACKOFF * 5);
+            }
+        };
+        let Some(latest) = epochs.last().copied() else {
+            // Nothing was ever appended here: nothing to cut.
+            self.synced_epoch = Some(leader_epoch);
+            return self.step(ctx);
+        };
+        self.busy = true;
+        let request = LeaderEpochEnd {
+            topic: self.topic.clone(),
+            partition: self.index,
+            leader_epoch,
+            epoch: latest.epoch,
+        };
+        let fut = peer.send(request);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.busy = false;
+            let reply: EpochEndReply = match res.map_err(BrokerError::from).and_then(|r| r) {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(topic = %act.topic, partition = act.index, error = %e, "epoch lookup failed");
+                    return act.retry_later(ctx, BACKOFF);
+                }
+            };
+            let my_end = match act.shared.log.offsets(act.pid) {
+                Ok(o) => o.log_end,
+                Err(_) => return act.retry_later(ctx, BACKOFF * 5),
+            };
+            let target = match reply.end {
+                Some((epoch, end)) if epoch == latest.epoch => end.min(my_end),
+                Some((epoch, end)) => {
+                    let mine = act
+                        .shared
+                        .log
+                        .end_offset_for_epoch(act.pid, epoch)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |(_, o)| o);
+                    end.min(mine).min(my_end)
+                }
+                None => reply.log_end.min(my_end),
+            };
+            if target >= my_end {
+                act.synced_epoch = Some(leader_epoch);
+                return act.step(ctx);
+            }
+            info!(topic = %act.topic, partition = act.index, from = my_end, to = target, "truncating divergent tail");
+            act.busy = true;
+            let cut = act.shared.log.truncate_to(act.pid, target);
+            ctx.spawn(cut.into_actor(act).map(move |res, act, ctx| {
+                act.busy = false;
+                match res {
+                    Ok(_) => {
+                        act.synced_epoch = Some(leader_epoch);
+                        act.step(ctx);
+                    }
+                    Err(e) => {
+                        warn!(topic = %act.topic, partition = act.index, error = %e, "truncation failed");
+                        act.retry_later(ctx, BACKOFF * 5);
+                    }
+                }
+            }));
+        }));
+    }
+
+    fn fetch(&mut self, peer: Addr<Broker>, leader_epoch: i32, ctx: &mut Context<Self>) {
+        let log_end = match self.shared.log.offsets(self.pid) {
+            Ok(o) => o.log_end,
+            Err(e) => {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "cannot read offsets");
+                return self.retry_later(ctx, BACKOFF * 5);
+            }
+        };
+        self.busy = true;
+        let request = ReplicateFrom {
+            topic: self.topic.clone(),
+            partition: self.index,
+            follower: self.shared.id,
+            leader_epoch,
+            fetch_offset: log_end,
+            max_bytes: self.shared.config.replica_fetch_max_bytes,
+            max_wait: self.shared.config.replica_fetch_wait_max,
+        };
+        let fut = peer.send(request);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.busy = false;
+            match res.map_err(BrokerError::from).and_then(|r| r) {
+                Ok(reply) => act.fetched(reply, ctx),
+                Err(BrokerError::FencedLeaderEpoch { .. })
+                | Err(BrokerError::NotLeader { .. })
+                | Err(BrokerError::LeaderNotAvailable { .. }) => {
+                    act.synced_epoch = None;
+                    act.retry_later(ctx, BACKOFF);
+                }
+                Err(e) => {
+                    debug!(topic = %act.topic, partition = act.index, error = %e, "replica fetch failed");
+                    act.synced_epoch = None;
+                    act.retry_later(ctx, BACKOFF);
+                }
+            }
+        }));
+    }
+
+    fn fetched(&mut self, reply: ReplicaFetchReply, ctx: &mut Context<Self>) {
+        let t = now();
+        if reply.records.is_empty() {
+            self.note_high_watermark(reply.high_watermark, None);
+            let idle = t.saturating_duration_since(self.last_data)
+                >= self.shared.config.partition_idle_timeout;
+            if idle {
+                self.idle_reported = true;
+                self.broker.do_send(PartitionIdle {
+                    partition: self.pid,
+                    role: Role::Follower,
+                    received: self.received,
+                });
+                return;
+            }
+            return self.step(ctx);
+        }
+        self.last_data = t;
+        let bytes = reply.records.len() as u64;
+        self.busy = true;
+        let append = self
+            .shared
+            .log
+            .append_one(self.pid, reply.records, AppendMode::Replica);
+        ctx.spawn(append.into_actor(self).map(move |res, act, ctx| {
+            act.busy = false;
+            match res {
+                Ok(a) => {
+                    metrics::counter!(eddy_metrics::REPLICATION_BYTES, "broker" => act.shared.id.0.to_string())
+                        .increment(bytes);
+                    act.note_high_watermark(reply.high_watermark, Some(a.last_offset + 1));
+                    act.step(ctx);
+                }
+                Err(e) => {
+                    warn!(topic = %act.topic, partition = act.index, error = %e, "replica append failed");
+                    act.synced_epoch = None;
+                    act.retry_later(ctx, BACKOFF * 5);
+                }
+            }
+        }));
+    }
+
+    /// The follower's high watermark is the leader's, capped at its own log end; it is
+    /// checkpointed so that, if this replica becomes leader after a restart, consumers resume
+    /// close to where they were.
+    fn note_high_watermark(&mut self, leader_hw: u64, log_end: Option<u64>) {
+        let end = match log_end {
+            Some(e) => e,
+            None => match self.shared.log.offsets(self.pid) {
+                Ok(o) => o.log_end,
+                Err(_) => return,
+            },
+        };
+        let hw = leader_hw.min(end);
+        let t = now();
+        if hw > self.checkpointed_hw
+            && t.saturating_duration_since(self.last_checkpoint)
+                >= self.shared.config.high_watermark_checkpoint_interval
+        {
+            drop(
+                self.shared
+                    .log
+                    .checkpoint_high_watermarks(vec![(self.pid, hw)]),
+            );
+            self.checkpointed_hw = hw;
+            self.last_checkpoint = t;
+        }
+    }
+
+    /// The broker id of this replica.
+    pub(crate) fn broker_id(&self) -> BrokerId {
+        self.shared.id
+    }
+}
+
+impl Actor for PartitionFollower {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        debug!(topic = %self.topic, partition = self.index, broker = %self.broker_id(), "partition follower started");
+        metrics::gauge!(eddy_metrics::PARTITION_ACTORS, "role" => "follower").increment(1.0);
+        self.step(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        metrics::gauge!(eddy_metrics::PARTITION_ACTORS, "role" => "follower").decrement(1.0);
+    }
+}
+
+impl Handler<Refresh> for PartitionFollower {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Refresh, ctx: &mut Context<Self>) {
+        self.received += 1;
+        self.idle_reported = false;
+        self.last_data = now();
+        self.step(ctx);
+    }
+}
+
+impl Handler<Shutdown> for PartitionFollower {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        self.received += 1;
+        self.stop(ctx);
+    }
+}

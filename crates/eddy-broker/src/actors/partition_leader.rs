@@ -1,0 +1,670 @@
+//! `PartitionLeader`: the leader replica of one partition on one broker.
+//!
+//! It appends producer batches to its broker's log, serves consumers below the high watermark,
+//! serves its followers' fetches, and answers `acks=all` producers once the high watermark
+//! passes their records. The replication rules live in [`LeaderState`]; this actor feeds it
+//! events and carries out what it returns. Started by its broker on the first request, stopped
+//! when idle (nothing in flight, nothing parked, no request for `partition_idle_timeout`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use eddy_log::{AppendMode, Appended, LogError};
+use eddy_types::{Acks, BrokerId, PartitionId, TopicName};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use super::broker::Broker;
+use super::{now, Shared};
+use crate::error::BrokerError;
+use crate::messages::{
+    AlterIsr, EnsureFollower, EpochEndReply, Fetch, FetchReply, LeaderEpochEnd, LeaderSnapshot,
+    ListOffsets, ObserveLeader, OffsetsReply, PartitionIdle, PartitionStopped, Produce,
+    ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role, Shutdown,
+};
+use crate::metadata::PartitionMeta;
+use crate::replication::LeaderState;
+
+/// How often the leader checks deadlines, follower lag and idleness.
+const TICK: Duration = Duration::from_millis(100);
+
+type Reply<T> = oneshot::Sender<Result<T, BrokerError>>;
+
+/// An `acks=all` request waiting for the high watermark to pass `need`.
+struct WaitingAck {
+    need: u64,
+    reply: ProduceReply,
+    tx: Reply<ProduceReply>,
+    deadline: Instant,
+    started: Instant,
+}
+
+/// A fetch with nothing to return yet, held until records arrive or its wait ends.
+enum Parked {
+    Consumer {
+        msg: Fetch,
+        tx: Reply<FetchReply>,
+        deadline: Instant,
+    },
+    Replica {
+        msg: ReplicateFrom,
+        tx: Reply<ReplicaFetchReply>,
+        deadline: Instant,
+    },
+}
+
+/// The leader replica of one partition.
+pub(crate) struct PartitionLeader {
+    /// The partition's topic and index (for errors, metrics and the controller).
+    topic: TopicName,
+    index: u32,
+    /// Its storage id in the broker's log.
+    pid: PartitionId,
+    /// The epoch this actor leads in; any metadata with another epoch ends it.
+    epoch: i32,
+    min_insync: u32,
+    shared: Arc<Shared>,
+    /// The owning broker, told when this actor idles or stops.
+    broker: Addr<Broker>,
+    /// Tells this actor apart from an earlier or later one for the same partition.
+    generation: u64,
+    /// Follower positions, ISR and high watermark.
+    repl: LeaderState,
+    /// `acks=all` requests in offset order.
+    waiting: VecDeque<WaitingAck>,
+    /// Fetches waiting for records.
+    parked: Vec<Parked>,
+    /// Appends submitted to the log and not answered yet.
+    inflight: usize,
+    /// Messages handled (the broker compares it with what it sent before stopping us).
+    received: u64,
+    last_activity: Instant,
+    idle_reported: bool,
+    /// When each follower last fetched; one not seen lately is woken on append.
+    follower_seen: BTreeMap<BrokerId, Instant>,
+    checkpointed_hw: u64,
+    last_checkpoint: Instant,
+}
+
+impl PartitionLeader {
+    /// Builds the leader of `meta` from the broker's log (log end and checkpointed mark).
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        broker: Addr<Broker>,
+        generation: u64,
+        topic: TopicName,
+        meta: &PartitionMeta,
+        min_insync: u32,
+    ) -> Result<PartitionLeader, BrokerError> {
+        let offsets = shared.log.offsets(meta.id)?;
+        let t = now();
+        let repl = LeaderState::new(
+            shared.id,
+            &meta.replicas,
+            &meta.isr,
+            offsets.log_end,
+            offsets.high_watermark,
+            shared.config.replica_lag_time_max,
+            t,
+        );
+        Ok(PartitionLeader {
+            index: meta.index,
+            pid: meta.id,
+            epoch: meta.leader_epoch,
+            min_insync,
+            broker,
+            generation,
+            checkpointed_hw: repl.high_watermark(),
+            repl,
+            topic,
+            shared,
+            waiting: VecDeque::new(),
+            parked: Vec::new(),
+            inflight: 0,
+            received: 0,
+            last_activity: t,
+            idle_reported: false,
+            follower_seen: BTreeMap::new(),
+            last_checkpoint: t,
+        })
+    }
+
+    fn touch(&mut self) {
+        self.received += 1;
+        self.last_activity = now();
+        self.idle_reported = false;
+    }
+
+    fn not_leader(&self) -> BrokerError {
+        let leader = self
+            .current_meta()
+            .and_then(|p| p.leader)
+            .filter(|l| *l != self.shared.id);
+        BrokerError::NotLeader {
+            topic: self.topic.clone(),
+            partition: self.index,
+            broker: self.shared.id,
+            leader,
+        }
+    }
+
+    fn current_meta(&self) -> Option<PartitionMeta> {
+        let m = self.shared.view.snapshot();
+        m.partition(self.topic.as_str(), self.index).ok().cloned()
+    }
+
+    /// Answers every `acks=all` request the high watermark now covers.
+    fn release_acks(&mut self) {
+        let hw = self.repl.high_watermark();
+        while self.waiting.front().is_some_and(|w| w.need <= hw) {
+            if let Some(w) = self.waiting.pop_front() {
+                record_latency("all", w.started);
+                let _ = w.tx.send(Ok(w.reply));
+            }
+        }
+    }
+
+    fn high_watermark_moved(&mut self) {
+        self.release_acks();
+        self.serve_parked(false);
+    }
+
+    /// Answers parked fetches that now have something, or whose wait ended (`expire`).
+    fn serve_parked(&mut self, expire: bool) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let t = now();
+        let parked = std::mem::take(&mut self.parked);
+        for p in parked {
+            match p {
+                Parked::Consumer { msg, tx, deadline } => {
+                    let done = expire && t >= deadline;
+                    match self.read_for_consumer(&msg) {
+                        Ok(r) if r.records.len() >= msg.min_bytes.max(1) || done => {
+                            let _ = tx.send(Ok(r));
+                        }
+                        Ok(_) => self.parked.push(Parked::Consumer { msg, tx, deadline }),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                }
+                Parked::Replica { msg, tx, deadline } => {
+                    let done = expire && t >= deadline;
+                    match self.read_for_replica(&msg) {
+                        Ok(r) if !r.records.is_empty() || done => {
+                            let _ = tx.send(Ok(r));
+                        }
+                        Ok(_) => self.parked.push(Parked::Replica { msg, tx, deadline }),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_for_consumer(&self, msg: &Fetch) -> Result<FetchReply, BrokerError> {
+        let hw = self.repl.high_watermark();
+        let f = self
+            .shared
+            .log
+            .read_until(self.pid, msg.offset, msg.max_bytes, hw)?;
+        Ok(FetchReply {
+            next_offset: f.next_offset,
+            records: f.records,
+            high_watermark: hw,
+            log_start: f.offsets.log_start,
+            log_end: self.repl.log_end(),
+        })
+    }
+
+    fn read_for_replica(&self, msg: &ReplicateFrom) -> Result<ReplicaFetchReply, BrokerError> {
+        let f = self
+            .shared
+            .log
+            .read(self.pid, msg.fetch_offset, msg.max_bytes)?;
+        Ok(ReplicaFetchReply {
+            records: f.records,
+            high_watermark: self.repl.high_watermark(),
+            log_start: f.offsets.log_start,
+            log_end: f.offsets.log_end,
+        })
+    }
+
+    /// An append finished: move the log end, wake followers, serve parked replica fetches.
+    fn appended(&mut self, a: &Appended) {
+        let t = now();
+        if let Some(_hw) = self.repl.appended(a.last_offset + 1, t) {
+            self.high_watermark_moved();
+        }
+        self.serve_parked(false);
+        let stale = self.shared.config.replica_fetch_wait_max * 2;
+        let followers: Vec<BrokerId> = self
+            .current_meta()
+            .map(|m| m.replicas)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| *b != self.shared.id)
+            .collect();
+        for f in followers {
+            let recent = self
+                .follower_seen
+                .get(&f)
+                .is_some_and(|seen| t.saturating_duration_since(*seen) < stale);
+            if !recent {
+                if let Some(peer) = self.shared.directory.get(f) {
+                    peer.do_send(EnsureFollower {
+                        topic: self.topic.clone(),
+                        partition: self.index,
+                    });
+                    // Do not wake it again on every append while it starts.
+                    self.follower_seen.insert(f, t);
+                }
+            }
+        }
+    }
+
+    fn propose_isr(&mut self, isr: Vec<BrokerId>, ctx: &mut Context<Self>) {
+        let before = self.repl.isr().len();
+        let request = AlterIsr {
+            topic: self.topic.clone(),
+            partition: self.index,
+            leader: self.shared.id,
+            leader_epoch: self.epoch,
+            isr: isr.clone(),
+        };
+        info!(topic = %self.topic, partition = self.index, ?isr, "proposing isr change");
+        let fut = self.shared.controller.send(request);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Ok(Err(e)) | Err(e) = res.map_err(BrokerError::from) {
+                warn!(topic = %act.topic, partition = act.index, error = %e, "isr change refused");
+            }
+            // The published metadata is the truth, whatever the answer was.
+            match act.current_meta() {
+                Some(p) if p.leader == Some(act.shared.id) && p.leader_epoch == act.epoch => {
+                    let after = p.isr.len();
+                    if after < before {
+                        metrics::counter!(eddy_metrics::ISR_SHRINKS).increment(1);
+                    } else if after > before {
+                        metrics::counter!(eddy_metrics::ISR_EXPANDS).increment(1);
+                    }
+                    if act.repl.isr_changed(Some(p.isr)).is_some() {
+                        act.high_watermark_moved();
+                    }
+                }
+                _ => act.step_down(ctx),
+            }
+        }));
+    }
+
+    fn checkpoint(&mut self, force: bool) {
+        let hw = self.repl.high_watermark();
+        let t = now();
+        let due = t.saturating_duration_since(self.last_checkpoint)
+            >= self.shared.config.high_watermark_checkpoint_interval;
+        if hw != self.checkpointed_hw && (force || due) {
+            // Fire and forget: a lost checkpoint only means a lower mark after a restart,
+            // which followers' fetches move up again.
+            drop(
+                self.shared
+                    .log
+                    .checkpoint_high_watermarks(vec![(self.pid, hw)]),
+            );
+            self.checkpointed_hw = hw;
+            self.last_checkpoint = t;
+        }
+    }
+
+    /// Leaves: everything waiting is told to go to the new leader.
+    fn step_down(&mut self, ctx: &mut Context<Self>) {
+        for w in self.waiting.drain(..) {
+            let _ = w.tx.send(Err(BrokerError::LeaderChanged {
+                topic: self.topic.clone(),
+                partition: self.index,
+            }));
+        }
+        let err = self.not_leader();
+        for p in self.parked.drain(..) {
+            match p {
+                Parked::Consumer { tx, .. } => {
+                    let _ = tx.send(Err(err.clone()));
+                }
+                Parked::Replica { tx, .. } => {
+                    let _ = tx.send(Err(err.clone()));
+                }
+            }
+        }
+        self.checkpoint(true);
+        self.broker.do_send(PartitionStopped {
+            partition: self.pid,
+            role: Role::Leader,
+            generation: self.generation,
+        });
+        ctx.stop();
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let t = now();
+        // acks=all requests past their timeout.
+        while let Some(pos) = self.waiting.iter().position(|w| t >= w.deadline) {
+            if let Some(w) = self.waiting.remove(pos) {
+                let _ = w.tx.send(Err(BrokerError::Timeout("acks=all produce")));
+            }
+        }
+        self.serve_parked(true);
+        if let Some(isr) = self.repl.check_lag(t) {
+            self.propose_isr(isr, ctx);
+        }
+        self.checkpoint(false);
+        let idle = t.saturating_duration_since(self.last_activity)
+            >= self.shared.config.partition_idle_timeout;
+        if idle
+            && !self.idle_reported
+            && self.inflight == 0
+            && self.waiting.is_empty()
+            && self.parked.is_empty()
+            && !self.repl.isr_change_pending()
+        {
+            self.checkpoint(true);
+            self.idle_reported = true;
+            self.broker.do_send(PartitionIdle {
+                partition: self.pid,
+                role: Role::Leader,
+                received: self.received,
+            });
+        }
+    }
+
+    fn fenced(&self, requested: i32) -> Option<BrokerError> {
+        if requested == self.epoch {
+            return None;
+        }
+        Some(BrokerError::FencedLeaderEpoch {
+            topic: self.topic.clone(),
+            partition: self.index,
+            requested,
+            current: self.epoch,
+        })
+    }
+}
+
+fn record_latency(acks: &'static str, started: Instant) {
+    metrics::histogram!(eddy_metrics::PRODUCE_LATENCY, "acks" => acks)
+        .record(now().saturating_duration_since(started).as_secs_f64());
+}
+
+impl Actor for PartitionLeader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        debug!(topic = %self.topic, partition = self.index, epoch = self.epoch, "partition leader started");
+        metrics::gauge!(eddy_metrics::PARTITION_ACTORS, "role" => "leader").increment(1.0);
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        metrics::gauge!(eddy_metrics::PARTITION_ACTORS, "role" => "leader").decrement(1.0);
+        debug!(topic = %self.topic, partition = self.index, "partition leader stopped");
+    }
+}
+
+impl Handler<Produce> for PartitionLeader {
+    type Result = ResponseFuture<Result<ProduceReply, BrokerError>>;
+
+    fn handle(&mut self, msg: Produce, ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let started = now();
+        let (tx, rx) = oneshot::channel();
+        let answer = async move {
+            rx.await
+                .unwrap_or_else(|e| Err(BrokerError::Stopped(e.to_string())))
+        };
+        let isr = self.repl.isr().len();
+        if msg.acks == Acks::All && isr < self.min_insync as usize {
+            metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => self.topic.to_string(), "error" => "not_enough_replicas").increment(1);
+            let _ = tx.send(Err(BrokerError::NotEnoughReplicas {
+                topic: self.topic.clone(),
+                partition: self.index,
+                isr,
+                min: self.min_insync,
+            }));
+            return Box::pin(answer);
+        }
+        let bytes = msg.records.len() as u64;
+        let pending = self.shared.log.append_one(
+            self.pid,
+            msg.records,
+            AppendMode::Leader {
+                leader_epoch: self.epoch,
+            },
+        );
+        self.inflight += 1;
+        let mut tx = Some(tx);
+        if msg.acks == Acks::None {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(Ok(ProduceReply {
+                    base_offset: -1,
+                    last_offset: -1,
+                    log_start: -1,
+                }));
+            }
+        }
+        let topic = self.topic.to_string();
+        let acks = msg.acks;
+        let deadline = started + msg.timeout;
+        ctx.spawn(pending.into_actor(self).map(move |res: Result<Appended, LogError>, act, _| {
+            act.inflight -= 1;
+            let a = match res {
+                Ok(a) => a,
+                Err(e) => {
+                    metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic, "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
+                    if let Some(tx) = tx {
+                        let _ = tx.send(Err(e.into()));
+                    }
+                    return;
+                }
+            };
+            metrics::counter!(eddy_metrics::PRODUCE_RECORDS, "topic" => topic.clone())
+                .increment(a.last_offset - a.base_offset + 1);
+            metrics::counter!(eddy_metrics::PRODUCE_BYTES, "topic" => topic).increment(bytes);
+            let reply = ProduceReply {
+                base_offset: a.base_offset as i64,
+                last_offset: a.last_offset as i64,
+                log_start: a.log_start as i64,
+            };
+            act.appended(&a);
+            let Some(tx) = tx else { return };
+            match acks {
+                Acks::All => {
+                    act.waiting.push_back(WaitingAck {
+                        need: a.last_offset + 1,
+                        reply,
+                        tx,
+                        deadline,
+                        started,
+                    });
+                    act.release_acks();
+                }
+                _ => {
+                    record_latency("1", started);
+                    let _ = tx.send(Ok(reply));
+                }
+            }
+        }));
+        Box::pin(answer)
+    }
+}
+
+impl Handler<Fetch> for PartitionLeader {
+    type Result = ResponseFuture<Result<FetchReply, BrokerError>>;
+
+    fn handle(&mut self, msg: Fetch, _ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let topic = self.topic.to_string();
+        let (tx, rx) = oneshot::channel();
+        match self.read_for_consumer(&msg) {
+            Ok(r) if r.records.len() >= msg.min_bytes.max(1) || msg.max_wait.is_zero() => {
+                metrics::counter!(eddy_metrics::FETCH_REQUESTS, "topic" => topic.clone())
+                    .increment(1);
+                metrics::counter!(eddy_metrics::FETCH_BYTES, "topic" => topic)
+                    .increment(r.records.len() as u64);
+                let _ = tx.send(Ok(r));
+            }
+            Ok(_) => {
+                let deadline = now() + msg.max_wait;
+                self.parked.push(Parked::Consumer { msg, tx, deadline });
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|e| Err(BrokerError::Stopped(e.to_string())))
+        })
+    }
+}
+
+impl Handler<ReplicateFrom> for PartitionLeader {
+    type Result = ResponseFuture<Result<ReplicaFetchReply, BrokerError>>;
+
+    fn handle(&mut self, msg: ReplicateFrom, ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let (tx, rx) = oneshot::channel();
+        let answer = async move {
+            rx.await
+                .unwrap_or_else(|e| Err(BrokerError::Stopped(e.to_string())))
+        };
+        if let Some(e) = self.fenced(msg.leader_epoch) {
+            let _ = tx.send(Err(e));
+            return Box::pin(answer);
+        }
+        if !self.repl.is_follower(msg.follower) {
+            let _ = tx.send(Err(BrokerError::InvalidTopicConfig {
+                topic: self.topic.to_string(),
+                reason: format!(
+                    "{} holds no replica of partition {}",
+                    msg.follower, self.index
+                ),
+            }));
+            return Box::pin(answer);
+        }
+        let t = now();
+        self.follower_seen.insert(msg.follower, t);
+        let (hw, expand) = self
+            .repl
+            .follower_fetched(msg.follower, msg.fetch_offset, t);
+        if hw.is_some() {
+            self.high_watermark_moved();
+        }
+        if let Some(isr) = expand {
+            self.propose_isr(isr, ctx);
+        }
+        match self.read_for_replica(&msg) {
+            Ok(r) if !r.records.is_empty() || msg.max_wait.is_zero() => {
+                let _ = tx.send(Ok(r));
+            }
+            Ok(_) => {
+                let deadline = t + msg.max_wait;
+                self.parked.push(Parked::Replica { msg, tx, deadline });
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+        Box::pin(answer)
+    }
+}
+
+impl Handler<LeaderEpochEnd> for PartitionLeader {
+    type Result = Result<EpochEndReply, BrokerError>;
+
+    fn handle(&mut self, msg: LeaderEpochEnd, _ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        if let Some(e) = self.fenced(msg.leader_epoch) {
+            return Err(e);
+        }
+        let end = self.shared.log.end_offset_for_epoch(self.pid, msg.epoch)?;
+        let log_end = self.repl.log_end();
+        // The log may hold appends this actor has not seen answered yet: never point a
+        // follower past what the replication state knows.
+        Ok(EpochEndReply {
+            end: end.map(|(e, o)| (e, o.min(log_end))),
+            log_end,
+        })
+    }
+}
+
+impl Handler<ListOffsets> for PartitionLeader {
+    type Result = Result<OffsetsReply, BrokerError>;
+
+    fn handle(&mut self, msg: ListOffsets, _ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let o = self.shared.log.offsets(self.pid)?;
+        let hw = self.repl.high_watermark();
+        let by_timestamp = match msg.timestamp {
+            Some(ts) => self
+                .shared
+                .log
+                .offset_for_timestamp(self.pid, ts)?
+                .filter(|(off, _)| *off < hw),
+            None => None,
+        };
+        Ok(OffsetsReply {
+            log_start: o.log_start,
+            high_watermark: hw,
+            log_end: self.repl.log_end(),
+            by_timestamp,
+            leader_epoch: self.epoch,
+        })
+    }
+}
+
+impl Handler<Refresh> for PartitionLeader {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Refresh, ctx: &mut Context<Self>) {
+        self.touch();
+        match self.current_meta() {
+            Some(p) if p.leader == Some(self.shared.id) && p.leader_epoch == self.epoch => {
+                if !self.repl.isr_change_pending()
+                    && p.isr != self.repl.isr()
+                    && self.repl.isr_changed(Some(p.isr)).is_some()
+                {
+                    self.high_watermark_moved();
+                }
+            }
+            _ => {
+                info!(topic = %self.topic, partition = self.index, epoch = self.epoch, "no longer leader");
+                self.step_down(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<ObserveLeader> for PartitionLeader {
+    type Result = MessageResult<ObserveLeader>;
+
+    fn handle(&mut self, _msg: ObserveLeader, _ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        MessageResult(LeaderSnapshot {
+            leader_epoch: self.epoch,
+            replication: self.repl.snapshot(),
+            waiting_acks: self.waiting.len(),
+        })
+    }
+}
+
+impl Handler<Shutdown> for PartitionLeader {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        self.received += 1;
+        self.step_down(ctx);
+    }
+}

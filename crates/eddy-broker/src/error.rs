@@ -1,0 +1,147 @@
+//! [`BrokerError`]: every way a cluster request can fail.
+
+use eddy_log::LogError;
+use eddy_types::{BrokerId, ClassifyError, ErrorKind, InvalidTopicName, TopicName};
+
+/// The error of every cluster, broker and partition request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The topic name breaks Kafka's naming rules.
+    #[error(transparent)]
+    InvalidTopicName(#[from] InvalidTopicName),
+    /// A topic setting is out of range.
+    #[error("invalid topic settings for {topic}: {reason}")]
+    InvalidTopicConfig {
+        /// The topic.
+        topic: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A cluster setting is out of range.
+    #[error("invalid cluster settings: {0}")]
+    InvalidClusterConfig(String),
+    /// No topic has this name.
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    /// A topic of this name exists.
+    #[error("topic {0} already exists")]
+    TopicExists(TopicName),
+    /// The topic exists but not this partition.
+    #[error("topic {topic} has no partition {partition}")]
+    UnknownPartition {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index asked for.
+        partition: u32,
+    },
+    /// The request went to a broker that does not lead the partition.
+    #[error("{broker} is not the leader of {topic}-{partition} (leader: {leader:?})")]
+    NotLeader {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+        /// The broker that was asked.
+        broker: BrokerId,
+        /// The current leader, if any.
+        leader: Option<BrokerId>,
+    },
+    /// The partition has no leader now (all in-sync replicas are down).
+    #[error("{topic}-{partition} has no leader")]
+    LeaderNotAvailable {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+    },
+    /// The leader stepped down (or its broker stopped) after appending a produce request's
+    /// records and before they were committed: they may or may not survive. Only an
+    /// idempotent producer may resend them without risking a duplicate.
+    #[error("{topic}-{partition}: the leader changed before the records were committed")]
+    LeaderChanged {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+    },
+    /// A replication request carried a leader epoch that is not the current one.
+    #[error("{topic}-{partition}: leader epoch {requested} is not the current epoch {current}")]
+    FencedLeaderEpoch {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+        /// The epoch the request carried.
+        requested: i32,
+        /// The leader's epoch.
+        current: i32,
+    },
+    /// `acks=all` was asked but fewer replicas than `min.insync.replicas` are in sync.
+    #[error("{topic}-{partition}: {isr} in-sync replicas, min.insync.replicas is {min}")]
+    NotEnoughReplicas {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+        /// In-sync replicas now.
+        isr: usize,
+        /// The topic's `min.insync.replicas`.
+        min: u32,
+    },
+    /// The broker asked is stopped.
+    #[error("{0} is not running")]
+    BrokerNotAvailable(BrokerId),
+    /// The request did not complete in time.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// The cluster is shutting down, or an actor stopped while the request was with it.
+    #[error("the cluster is shutting down or an actor stopped: {0}")]
+    Stopped(String),
+    /// The partition log refused or failed.
+    #[error(transparent)]
+    Log(#[from] LogErrorShared),
+    /// The cluster metadata on disk cannot be read.
+    #[error("cluster metadata: {0}")]
+    Metadata(String),
+}
+
+/// A [`LogError`] that can be handed to many waiters (one failed commit answers every request
+/// in it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct LogErrorShared(pub std::sync::Arc<LogError>);
+
+impl From<LogError> for BrokerError {
+    fn from(e: LogError) -> BrokerError {
+        BrokerError::Log(LogErrorShared(std::sync::Arc::new(e)))
+    }
+}
+
+impl From<actix::MailboxError> for BrokerError {
+    fn from(e: actix::MailboxError) -> BrokerError {
+        BrokerError::Stopped(e.to_string())
+    }
+}
+
+impl ClassifyError for BrokerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            BrokerError::InvalidTopicName(_)
+            | BrokerError::InvalidTopicConfig { .. }
+            | BrokerError::InvalidClusterConfig(_) => ErrorKind::Invalid,
+            BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => {
+                ErrorKind::NotFound
+            }
+            BrokerError::TopicExists(_) => ErrorKind::AlreadyExists,
+            BrokerError::NotLeader { .. }
+            | BrokerError::LeaderNotAvailable { .. }
+            | BrokerError::FencedLeaderEpoch { .. }
+            | BrokerError::LeaderChanged { .. } => ErrorKind::NotLeader,
+            BrokerError::NotEnoughReplicas { .. } => ErrorKind::NotEnoughReplicas,
+            BrokerError::BrokerNotAvailable(_) | BrokerError::Stopped(_) => ErrorKind::Unavailable,
+            BrokerError::Timeout(_) => ErrorKind::Timeout,
+            BrokerError::Log(e) => e.0.kind(),
+            BrokerError::Metadata(_) => ErrorKind::Corrupt,
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Owns the broker cluster: the controller, the brokers, and the leader and follower replicas
+//! of every partition, as actix actors over each broker's [`eddy_log::LogStore`]; topic
+//! metadata, replication (ISR, high watermark, KIP-101 truncation), leader election and
+//! `acks=0/1/all`; and [`Cluster`], the embedded API over them.
+//!
+//! # Layout
+//! - [`metadata`]: cluster metadata and every change to it (create topic, elect, alter ISR);
+//!   pure functions, unit-tested without a runtime.
+//! - [`replication`]: a leader's follower positions, ISR and high watermark; pure.
+//! - [`partitioner`]: Kafka's murmur2 key hashing and sticky round-robin; pure.
+//! - `actors`: `Controller` (metadata writer, elections), `Broker` (routing, on-demand partition
+//!   actors), `PartitionLeader`, `PartitionFollower`; one actor per file.
+//! - [`messages`]: what the actors exchange. [`config`]: cluster and topic settings.
+//!   [`BrokerError`]: the crate's one error type.
+//!
+//! # Example
+//! ```
+//! use eddy_broker::{ClusterConfig, EmbeddedCluster, NewTopic};
+//! use eddy_log::testing::batch_bytes;
+//! use eddy_types::Acks;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let mut config = ClusterConfig::new("demo", dir.path());
+//! config.log.map_size = 1 << 26; // small map for a doc test; the default reserves 1 TiB
+//! // Three brokers, each with its own log directory under <dir>/demo/.
+//! let eddy = EmbeddedCluster::open(config)?;
+//! let cluster = eddy.cluster();
+//!
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! rt.block_on(async {
+//!     cluster.create_topic(NewTopic::new("chat").partitions(3)).await?;
+//!     // Batches are Kafka RecordBatch v2 bytes; `acks=all` answers once all 3 replicas have it.
+//!     let reply = cluster.produce("chat", 0, batch_bytes(5, 1_000, 16), Acks::All).await?;
+//!     assert_eq!((reply.base_offset, reply.last_offset), (0, 4));
+//!     let fetched = cluster.fetch("chat", 0, 0, 1 << 20).await?;
+//!     assert_eq!((fetched.next_offset, fetched.high_watermark), (5, 5));
+//!     Ok::<_, eddy_broker::BrokerError>(())
+//! })?;
+//! eddy.shutdown();
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod actors;
+pub mod config;
+mod error;
+pub mod messages;
+pub mod metadata;
+pub mod partitioner;
+pub mod replication;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use eddy_log::LogStore;
+use eddy_types::{Acks, BrokerId};
+
+pub use actors::{Broker, Controller, Directory};
+pub use config::{ClusterConfig, NewTopic, TopicConfig, TopicDefaults};
+pub use error::{BrokerError, LogErrorShared};
+use messages::{
+    BrokerSnapshot, CreatePartitions, CreateTopic, DeleteTopic, Fetch, FetchReply, LeaderSnapshot,
+    ListOffsets, ObserveBroker, ObservePartition, OffsetsReply, Produce, ProduceReply,
+    ShutdownCluster, StartBroker, StopBroker,
+};
+pub use metadata::{ClusterMetadata, MetadataView, PartitionMeta, TopicMeta};
+
+/// How long the embedded API keeps retrying a request refused with a retriable routing error
+/// (no leader yet, leader moved, not enough replicas in sync).
+const ROUTING_RETRY_FOR: Duration = Duration::from_secs(30);
+const ROUTING_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A handle on a running cluster: cheap to clone, usable from any thread and any async runtime
+/// (requests are messages to the cluster's actors).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    controller: Addr<Controller>,
+    /// Every broker's log directory, by broker id.
+    stores: Arc<Vec<LogStore>>,
+    view: MetadataView,
+    directory: Directory,
+    config: Arc<ClusterConfig>,
+}
+
+impl Cluster {
+    /// Opens (or creates) the cluster's log directories, loads its metadata and starts its
+    /// actors. Must run inside an actix system (`actix_rt::System`); see [`EmbeddedCluster`]
+    /// to get one on its own thread.
+    pub async fn start(config: ClusterConfig) -> Result<Cluster, BrokerError> {
+        config.validate()?;
+        let dir = config.cluster_dir();
+        let mut stores = Vec::with_capacity(config.brokers as usize);
+        for b in 0..config.brokers {
+            stores.push(LogStore::open(
+                dir.join(format!("broker-{b}")),
+                config.log.clone(),
+            )?);
+        }
+        let metadata = actors::controller::load(&config, &stores).await?;
+        let view = MetadataView::new(metadata.clone());
+        let directory = Directory::default();
+        let config = Arc::new(config);
+        let controller = Controller::new(
+            config.clone(),
+            metadata,
+            view.clone(),
+            directory.clone(),
+            stores.clone(),
+        )
+        .start();
+        Ok(Cluster {
+            controller,
+            stores: Arc::new(stores),
+            view,
+            directory,
+            config,
+        })
+    }
+
+    /// The cluster's settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The log directory of broker `broker` (open while the cluster runs, even when that
+    /// broker is stopped): for inspection and tests. Writing to it behind the cluster's back
+    /// breaks replication.
+    pub fn replica_log(&self, broker: BrokerId) -> Option<LogStore> {
+        self.stores.get(broker.0 as usize).cloned()
+    }
+
+    /// The latest published metadata.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.view.snapshot()
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<Arc<TopicMeta>, BrokerError> {
+        self.controller.send(CreateTopic(topic)).await?
+    }
+
+    /// Deletes a topic and its records.
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        self.controller.send(DeleteTopic(topic.to_owned())).await?
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(
+        &self,
+        topic: &str,
+        total: u32,
+    ) -> Result<Arc<TopicMeta>, BrokerError> {
+        self.controller
+            .send(CreatePartitions {
+                topic: topic.to_owned(),
+                total,
+            })
+            .await?
+    }
+
+    /// The topics, by name.
+    pub fn topics(&self) -> Vec<Arc<TopicMeta>> {
+        self.metadata().topics.values().cloned().collect()
+    }
+
+    /// One topic's metadata.
+    pub fn describe_topic(&self, topic: &str) -> Result<Arc<TopicMeta>, BrokerError> {
+        self.metadata().topic(topic).cloned()
+    }
+
+    /// The running broker that leads a partition now.
+    fn leader_of(&self, topic: &str, partition: u32) -> Result<Addr<Broker>, BrokerError> {
+        let m = self.metadata();
+        let t = m.topic(topic)?;
+        let p = m.partition(topic, partition)?;
+        let leader = p.leader.ok_or_else(|| BrokerError::LeaderNotAvailable {
+            topic: t.name.clone(),
+            partition,
+        })?;
+        self.directory
+            .get(leader)
+            .ok_or(BrokerError::BrokerNotAvailable(leader))
+    }
+
+    /// Sends a request to the partition's leader, following leadership changes: a request
+    /// refused before it was written (no leader, not the leader, too few in-sync replicas)
+    /// is sent again, for up to 30 s.
+    async fn to_leader<M, R>(&self, topic: &str, partition: u32, msg: M) -> Result<R, BrokerError>
+    where
+        M: Message<Result = Result<R, BrokerError>> + Clone + Send + 'static,
+        Broker: Handler<M>,
+        R: Send + 'static,
+    {
+        let deadline = tokio::time::Instant::now() + ROUTING_RETRY_FOR;
+        loop {
+            let attempt = match self.leader_of(topic, partition) {
+                Ok(b) => b
+                    .send(msg.clone())
+                    .await
+                    .map_err(BrokerError::from)
+                    .and_then(|r| r),
+                Err(e) => Err(e),
+            };
+            // Only refusals that guarantee nothing was written are resent.
+            match attempt {
+                Err(
+                    e @ (BrokerError::NotLeader { .. }
+                    | BrokerError::LeaderNotAvailable { .. }
+                    | BrokerError::NotEnoughReplicas { .. }
+                    | BrokerError::BrokerNotAvailable(_)),
+                ) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(ROUTING_BACKOFF).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Appends record batches to a partition and answers once they are committed at `acks`.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        acks: Acks,
+    ) -> Result<ProduceReply, BrokerError> {
+        let msg = Produce {
+            topic: topic.to_owned(),
+            partition,
+            records,
+            acks,
+            timeout: Duration::from_secs(30),
+        };
+        self.to_leader(topic, partition, msg).await
+    }
+
+    /// Reads committed batches from `offset`, without waiting.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<FetchReply, BrokerError> {
+        self.fetch_wait(topic, partition, offset, max_bytes, Duration::ZERO)
+            .await
+    }
+
+    /// Reads committed batches from `offset`, waiting up to `max_wait` for some to arrive.
+    pub async fn fetch_wait(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<FetchReply, BrokerError> {
+        let msg = Fetch {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes,
+            max_wait,
+            min_bytes: 1,
+        };
+        self.to_leader(topic, partition, msg).await
+    }
+
+    /// A partition's log start, high watermark and log end (and an offset by timestamp).
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: Option<i64>,
+    ) -> Result<OffsetsReply, BrokerError> {
+        let msg = ListOffsets {
+            topic: topic.to_owned(),
+            partition,
+            timestamp,
+        };
+        self.to_leader(topic, partition, msg).await
+    }
+
+    /// Stops a broker as a crash would: its partitions fail over to other in-sync replicas.
+    pub async fn stop_broker(&self, broker: BrokerId) -> Result<(), BrokerError> {
+        self.controller.send(StopBroker(broker)).await?
+    }
+
+    /// Starts a stopped broker; it rejoins as follower, truncates and catches up.
+    pub async fn start_broker(&self, broker: BrokerId) -> Result<(), BrokerError> {
+        self.controller.send(StartBroker(broker)).await?
+    }
+
+    /// A running broker's snapshot.
+    pub async fn observe_broker(&self, broker: BrokerId) -> Option<BrokerSnapshot> {
+        self.directory.get(broker)?.send(ObserveBroker).await.ok()
+    }
+
+    /// The replication state of a partition's leader actor, if it runs.
+    pub async fn observe_partition(&self, topic: &str, partition: u32) -> Option<LeaderSnapshot> {
+        let leader = self.leader_of(topic, partition).ok()?;
+        leader
+            .send(ObservePartition {
+                topic: topic.to_owned(),
+                partition,
+            })
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Stops every broker and the controller. Acknowledged records are already durable.
+    pub async fn shutdown(&self) {
+        let _ = self.controller.send(ShutdownCluster).await;
+    }
+}
+
+/// A cluster running on its own thread with its own actix system: the way to embed Eddy in a
+/// program that does not run actix itself.
+#[derive(Debug)]
+pub struct EmbeddedCluster {
+    cluster: Cluster,
+    system: actix_rt::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedCluster {
+    /// Starts the cluster on a new thread and waits until it is up.
+    pub fn open(config: ClusterConfig) -> Result<EmbeddedCluster, BrokerError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("eddy-{}", config.name))
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let started = system.block_on(Cluster::start(config));
+                let ok = started.is_ok();
+                let _ = tx.send(started.map(|c| (c, actix_rt::System::current())));
+                if ok {
+                    let _ = system.run();
+                }
+            })
+            .map_err(|e| BrokerError::Stopped(format!("cannot spawn the cluster thread: {e}")))?;
+        let (cluster, system) = rx
+            .recv()
+            .map_err(|_| BrokerError::Stopped("the cluster thread died while starting".into()))??;
+        Ok(EmbeddedCluster {
+            cluster,
+            system,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle on the cluster.
+    pub fn cluster(&self) -> Cluster {
+        self.cluster.clone()
+    }
+
+    /// Stops the cluster and waits for its thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.cluster.controller.do_send(ShutdownCluster);
+            // Let the brokers handle their shutdown before the system ends.
+            let system = self.system.clone();
+            system.arbiter().spawn(async move {
+                actix_rt::time::sleep(Duration::from_millis(50)).await;
+                actix_rt::System::current().stop();
+            });
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

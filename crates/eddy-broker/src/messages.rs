@@ -1,0 +1,342 @@
+//! The messages the cluster's actors exchange, and their replies.
+//!
+//! Client-facing requests (`Produce`, `Fetch`, `ListOffsets`) go to the broker that leads the
+//! partition, which hands them to its `PartitionLeader` actor. Replication requests
+//! (`ReplicateFrom`, `LeaderEpochEnd`) go from a follower to the leader's broker the same way.
+//! Controller requests change the cluster metadata.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use eddy_types::{Acks, BrokerId, TopicName};
+use serde::Serialize;
+
+use crate::config::NewTopic;
+use crate::error::BrokerError;
+use crate::metadata::TopicMeta;
+use crate::replication::ReplicationSnapshot;
+
+/// Appends record batches (Kafka RecordBatch v2 bytes) to a partition; answered once
+/// committed at the `acks` level.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ProduceReply, BrokerError>")]
+pub struct Produce {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// One or more record batches, back to back.
+    pub records: Bytes,
+    /// How much replication to wait for.
+    pub acks: Acks,
+    /// How long `acks=all` may wait for the in-sync replicas (Kafka's produce timeout).
+    pub timeout: Duration,
+}
+
+/// Where a produce request's records went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProduceReply {
+    /// Offset of the first record; -1 for `acks=0`, which is answered before the append.
+    pub base_offset: i64,
+    /// Offset of the last record; -1 for `acks=0`.
+    pub last_offset: i64,
+    /// The partition's log start; -1 for `acks=0`.
+    pub log_start: i64,
+}
+
+/// Reads committed records (below the high watermark) from a partition, waiting up to
+/// `max_wait` for at least `min_bytes`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<FetchReply, BrokerError>")]
+pub struct Fetch {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// The first offset wanted.
+    pub offset: u64,
+    /// Most bytes to return (the first batch is always returned whole).
+    pub max_bytes: usize,
+    /// Longest wait for new records when there are fewer than `min_bytes`.
+    pub max_wait: Duration,
+    /// Answer at once when at least this many bytes are readable.
+    pub min_bytes: usize,
+}
+
+/// What a fetch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchReply {
+    /// Whole record batches, as stored; the first may start before the asked offset.
+    pub records: Bytes,
+    /// Where the next fetch continues.
+    pub next_offset: u64,
+    /// The partition's high watermark.
+    pub high_watermark: u64,
+    /// The partition's log start.
+    pub log_start: u64,
+    /// The leader's log end.
+    pub log_end: u64,
+}
+
+/// Asks a partition leader for its offsets.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<OffsetsReply, BrokerError>")]
+pub struct ListOffsets {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// Also look up the first record at or after this timestamp (ms).
+    pub timestamp: Option<i64>,
+}
+
+/// A partition's offsets, as its leader sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OffsetsReply {
+    /// First readable offset.
+    pub log_start: u64,
+    /// Consumers read below this.
+    pub high_watermark: u64,
+    /// The next offset the leader assigns.
+    pub log_end: u64,
+    /// For a timestamp query: the first record at or after it, as (offset, timestamp).
+    pub by_timestamp: Option<(u64, i64)>,
+    /// The leader's epoch.
+    pub leader_epoch: i32,
+}
+
+/// A follower's fetch from its leader (Kafka's replica Fetch): it has every record before
+/// `fetch_offset`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ReplicaFetchReply, BrokerError>")]
+pub struct ReplicateFrom {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partition index.
+    pub partition: u32,
+    /// The fetching follower.
+    pub follower: BrokerId,
+    /// The leader epoch the follower follows.
+    pub leader_epoch: i32,
+    /// The follower's log end.
+    pub fetch_offset: u64,
+    /// Most bytes to return.
+    pub max_bytes: usize,
+    /// Longest wait when there is nothing new.
+    pub max_wait: Duration,
+}
+
+/// Batches for a follower, with the leader's high watermark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFetchReply {
+    /// Whole batches starting at the fetch offset, as stored.
+    pub records: Bytes,
+    /// The leader's high watermark.
+    pub high_watermark: u64,
+    /// The leader's log start.
+    pub log_start: u64,
+    /// The leader's log end.
+    pub log_end: u64,
+}
+
+/// Kafka's OffsetForLeaderEpoch, asked by a follower before it fetches: where does `epoch`
+/// end in the leader's log? The follower truncates what it has past that point.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<EpochEndReply, BrokerError>")]
+pub struct LeaderEpochEnd {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partition index.
+    pub partition: u32,
+    /// The leader epoch the follower follows (fences stale leaders).
+    pub leader_epoch: i32,
+    /// The follower's latest epoch.
+    pub epoch: i32,
+}
+
+/// The leader's answer to [`LeaderEpochEnd`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEndReply {
+    /// The largest epoch not above the asked one and where it ends; `None` if the leader's log
+    /// has no epochs (it is empty).
+    pub end: Option<(i32, u64)>,
+    /// The leader's log end.
+    pub log_end: u64,
+}
+
+/// Tells a broker to run the follower of a partition (it was idle and stopped, and its leader
+/// has new records).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct EnsureFollower {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partition index.
+    pub partition: u32,
+}
+
+/// From the controller: these partitions changed leader or ISR; the published metadata has
+/// the new state.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PartitionsChanged {
+    /// The changed partitions.
+    pub partitions: Vec<(TopicName, u32)>,
+}
+
+/// From the controller: these partitions are gone (their topic was deleted).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PartitionsDeleted {
+    /// The storage ids of the removed partitions.
+    pub partitions: Vec<eddy_types::PartitionId>,
+}
+
+/// Re-reads the partition's metadata (sent to partition actors).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Refresh;
+
+/// Stops an actor.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
+/// A partition actor found itself idle after handling `received` messages from its broker.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PartitionIdle {
+    pub(crate) partition: eddy_types::PartitionId,
+    pub(crate) role: Role,
+    pub(crate) received: u64,
+}
+
+/// A partition actor stopped on its own (it lost leadership, or its follower role ended).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PartitionStopped {
+    pub(crate) partition: eddy_types::PartitionId,
+    pub(crate) role: Role,
+    pub(crate) generation: u64,
+}
+
+/// Which of a broker's partition actors a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Role {
+    /// A `PartitionLeader`.
+    Leader,
+    /// A `PartitionFollower`.
+    Follower,
+}
+
+/// Creates a topic.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<std::sync::Arc<TopicMeta>, BrokerError>")]
+pub struct CreateTopic(pub NewTopic);
+
+/// Deletes a topic and its records on every broker.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct DeleteTopic(pub String);
+
+/// Grows a topic to `total` partitions.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<std::sync::Arc<TopicMeta>, BrokerError>")]
+pub struct CreatePartitions {
+    /// The topic.
+    pub topic: String,
+    /// Its new partition count.
+    pub total: u32,
+}
+
+/// Stops a broker as if it had crashed; its partitions fail over.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct StopBroker(pub BrokerId);
+
+/// Starts a stopped broker again; it rejoins as follower and catches up.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct StartBroker(pub BrokerId);
+
+/// A broker is alive.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Heartbeat {
+    pub(crate) broker: BrokerId,
+    pub(crate) incarnation: u64,
+}
+
+/// A broker actor stopped (or went silent).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub(crate) struct BrokerGone {
+    pub(crate) broker: BrokerId,
+    pub(crate) incarnation: u64,
+}
+
+/// A leader's request to change a partition's ISR (Kafka's AlterPartition). Answers the ISR
+/// the controller recorded.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<BrokerId>, BrokerError>")]
+pub struct AlterIsr {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partition index.
+    pub partition: u32,
+    /// The asking leader.
+    pub leader: BrokerId,
+    /// Its epoch.
+    pub leader_epoch: i32,
+    /// The proposed ISR.
+    pub isr: Vec<BrokerId>,
+}
+
+/// Stops every broker and the controller.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct ShutdownCluster;
+
+/// Asks a broker for a snapshot of its state.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "BrokerSnapshot")]
+pub struct ObserveBroker;
+
+/// Asks a broker for the state of one of its running partition leaders (`None` when no
+/// leader actor runs for it there).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Option<LeaderSnapshot>")]
+pub struct ObservePartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+}
+
+/// Asks a partition leader actor for its snapshot.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "LeaderSnapshot")]
+pub(crate) struct ObserveLeader;
+
+/// A broker's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokerSnapshot {
+    /// The broker.
+    pub id: u32,
+    /// Partition leader actors running.
+    pub leaders_running: usize,
+    /// Partition follower actors running.
+    pub followers_running: usize,
+}
+
+/// A partition leader's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderSnapshot {
+    /// Its leader epoch.
+    pub leader_epoch: i32,
+    /// Replication state.
+    pub replication: ReplicationSnapshot,
+    /// `acks=all` requests waiting for the high watermark.
+    pub waiting_acks: usize,
+}

@@ -1,0 +1,301 @@
+//! Replication, ISR changes, elections and failover, run on paused time (deterministic).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use eddy_broker::{BrokerError, NewTopic};
+use eddy_log::testing::batch_bytes;
+use eddy_log::AppendMode;
+use eddy_types::{Acks, BrokerId};
+
+const B0: BrokerId = BrokerId(0);
+const B1: BrokerId = BrokerId(1);
+const B2: BrokerId = BrokerId(2);
+
+#[test]
+fn test_acks_all_is_answered_once_every_isr_replica_has_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t").partitions(3))
+            .await
+            .unwrap();
+        let r = c
+            .produce("t", 1, batch_bytes(4, 10, 8), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!((r.base_offset, r.last_offset), (0, 3));
+        // Answered means committed: all three replicas hold the records already.
+        for b in 0..3 {
+            assert_eq!(replica_contents(&c, b, "t", 1).len(), 4, "broker {b}");
+        }
+        let f = c.fetch("t", 1, 0, 1 << 20).await.unwrap();
+        assert_eq!(f.high_watermark, 4);
+        assert_eq!(offsets_and_timestamps(&f.records).len(), 4);
+        // acks=1 is answered at once; consumers see it only when replicated.
+        let r = c
+            .produce("t", 1, batch_bytes(2, 20, 8), Acks::Leader)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 4);
+        settle(Duration::from_secs(1)).await;
+        let f = c.fetch("t", 1, 4, 1 << 20).await.unwrap();
+        assert_eq!((f.high_watermark, f.next_offset), (6, 6));
+        // acks=0 gets no offsets.
+        let r = c
+            .produce("t", 1, batch_bytes(1, 30, 8), Acks::None)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, -1);
+        let snap = c.observe_partition("t", 1).await.unwrap();
+        assert_eq!(snap.replication.isr, vec![1, 2, 0]);
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_consumers_never_see_past_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t").replication_factor(3))
+            .await
+            .unwrap();
+        // With both followers stopped, the ISR shrinks to the leader and its appends commit
+        // alone; before that, an acks=1 append sits above the high watermark.
+        let leader = c.metadata().partition("t", 0).unwrap().leader.unwrap();
+        assert_eq!(leader, B0);
+        c.produce("t", 0, batch_bytes(3, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        c.stop_broker(B1).await.unwrap();
+        c.stop_broker(B2).await.unwrap();
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(p.isr, vec![B0], "stopped brokers leave the ISR");
+        let r = c
+            .produce("t", 0, batch_bytes(2, 2, 8), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(r.last_offset, 4);
+        let f = c.fetch("t", 0, 0, 1 << 20).await.unwrap();
+        assert_eq!(f.high_watermark, 5);
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_acks_all_refused_below_min_insync_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("strict").min_insync_replicas(3))
+            .await
+            .unwrap();
+        c.produce("strict", 0, batch_bytes(1, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        c.stop_broker(B2).await.unwrap();
+        let err = c
+            .produce("strict", 0, batch_bytes(1, 2, 8), Acks::All)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BrokerError::NotEnoughReplicas { isr: 2, min: 3, .. }),
+            "{err}"
+        );
+        // Nothing was written by the refused request; acks=1 still works.
+        let r = c
+            .produce("strict", 0, batch_bytes(1, 3, 8), Acks::Leader)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 1);
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_leader_failover_keeps_every_acked_record_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("orders").min_insync_replicas(2))
+            .await
+            .unwrap();
+        let first_leader = c.metadata().partition("orders", 0).unwrap().leader.unwrap();
+        // A stream of acks=all produces, several in flight at a time; the leader's broker
+        // stops in the middle of it.
+        let mut acked: Vec<(i64, i64)> = Vec::new(); // (offset, batch timestamp)
+        let mut failed = 0;
+        for round in 0..40i64 {
+            let mut inflight = Vec::new();
+            for k in 0..4i64 {
+                // Batch timestamps are ts and ts + 1; ts identifies the batch.
+                let ts = (round * 10 + k + 1) * 10;
+                let c2 = c.clone();
+                inflight.push((
+                    ts,
+                    actix_rt::spawn(async move {
+                        c2.produce("orders", 0, batch_bytes(2, ts, 16), Acks::All)
+                            .await
+                    }),
+                ));
+            }
+            if round == 20 {
+                c.stop_broker(first_leader).await.unwrap();
+            }
+            for (ts, h) in inflight {
+                match h.await.unwrap() {
+                    Ok(r) => acked.push((r.base_offset, ts)),
+                    Err(e) => {
+                        assert!(
+                            matches!(
+                                e,
+                                BrokerError::LeaderChanged { .. } | BrokerError::Stopped(_)
+                            ),
+                            "{e}"
+                        );
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        let p = c.metadata().partition("orders", 0).unwrap().clone();
+        assert_ne!(p.leader, Some(first_leader));
+        assert_eq!(p.leader_epoch, 1);
+        assert!(
+            acked.len() >= 150,
+            "only {} acked, {failed} failed",
+            acked.len()
+        );
+
+        // Every acknowledged batch is there exactly once, at the offset it was given, in order.
+        let f = c.fetch("orders", 0, 0, usize::MAX).await.unwrap();
+        let log = offsets_and_timestamps(&f.records);
+        for (offset, ts) in &acked {
+            let hits: Vec<_> = log.iter().filter(|(_, t)| t == ts).collect();
+            assert_eq!(hits.len(), 1, "batch {ts}");
+            assert_eq!(hits[0].0, *offset, "batch {ts} moved");
+        }
+        let mut by_offset = acked.clone();
+        by_offset.sort();
+        assert!(
+            by_offset.windows(2).all(|w| w[0].1 < w[1].1),
+            "acked order kept"
+        );
+        // The surviving replicas agree.
+        let survivors: Vec<u32> = p.isr.iter().map(|b| b.0).collect();
+        let a = replica_contents(&c, survivors[0], "orders", 0);
+        let b = replica_contents(&c, survivors[1], "orders", 0);
+        let hw = f.high_watermark as usize;
+        assert_eq!(a[..hw], b[..hw]);
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_restarted_broker_truncates_its_divergent_tail_and_rejoins_the_isr() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t")).await.unwrap();
+        c.produce("t", 0, batch_bytes(10, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        c.stop_broker(B0).await.unwrap();
+        // Records broker 0 appended as leader but never replicated (acks=1 before a crash).
+        let pid = c.metadata().partition("t", 0).unwrap().id;
+        let b0_log = c.replica_log(B0).unwrap();
+        b0_log
+            .append_one(
+                pid,
+                batch_bytes(3, 99, 8),
+                AppendMode::Leader { leader_epoch: 0 },
+            )
+            .await
+            .unwrap();
+        // Meanwhile the new leader takes more.
+        c.produce("t", 0, batch_bytes(5, 2, 8), Acks::All)
+            .await
+            .unwrap();
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (Some(B1), 1, vec![B1, B2])
+        );
+
+        c.start_broker(B0).await.unwrap();
+        settle(Duration::from_secs(2)).await;
+        let leader = replica_contents(&c, 1, "t", 0);
+        let back = replica_contents(&c, 0, "t", 0);
+        assert_eq!(
+            back, leader,
+            "the divergent tail is gone and the rest copied"
+        );
+        assert!(back.iter().all(|(_, ts)| *ts < 99));
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(
+            p.isr,
+            vec![B0, B1, B2],
+            "caught up, back in the ISR (replica order)"
+        );
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_last_isr_member_leads_again_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t").replication_factor(2))
+            .await
+            .unwrap();
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        let (leader, follower) = (p.replicas[0], p.replicas[1]);
+        c.produce("t", 0, batch_bytes(1, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        c.stop_broker(follower).await.unwrap();
+        c.produce("t", 0, batch_bytes(1, 2, 8), Acks::All)
+            .await
+            .unwrap();
+        c.stop_broker(leader).await.unwrap();
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(
+            (p.leader, p.isr.clone()),
+            (None, vec![leader]),
+            "offline, not unclean"
+        );
+        // The out-of-sync follower cannot lead; the last ISR member can.
+        c.start_broker(follower).await.unwrap();
+        assert_eq!(c.metadata().partition("t", 0).unwrap().leader, None);
+        c.start_broker(leader).await.unwrap();
+        settle(Duration::from_secs(1)).await;
+        let f = c.fetch("t", 0, 0, 1 << 20).await.unwrap();
+        assert_eq!(f.high_watermark, 2, "nothing acknowledged was lost");
+        assert_eq!(replica_contents(&c, follower.0, "t", 0).len(), 2);
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_silent_broker_is_fenced_after_its_session_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t").partitions(3))
+            .await
+            .unwrap();
+        // Heartbeats keep everyone alive through a long quiet time.
+        settle(Duration::from_secs(60)).await;
+        assert_eq!(c.metadata().alive.len(), 3);
+        assert!(c.metadata().topics["t"]
+            .partitions
+            .iter()
+            .all(|p| p.isr.len() == 3));
+        c.shutdown().await;
+    });
+}

@@ -1,0 +1,84 @@
+//! Helpers shared by eddy-broker's integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_broker::{Cluster, ClusterConfig};
+use eddy_log::{Durability, LogConfig, WriterMode};
+use kafka_protocol::records::RecordBatchDecoder;
+
+/// Runs `f` in an actix system on a current-thread tokio runtime with paused time: timers fire
+/// in order as soon as every actor is waiting, so replication timeouts take no real time and
+/// runs are repeatable. The cluster's logs must use `WriterMode::Inline` (see [`config`]) so
+/// that no commit happens on another thread while time is paused.
+pub(crate) fn paused<F: Future>(f: F) -> F::Output {
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    });
+    system.block_on(f)
+}
+
+/// A 3-broker cluster in `dir` with inline, unsynced commits (tests need no power-cut safety).
+pub(crate) fn config(dir: &Path) -> ClusterConfig {
+    let mut c = ClusterConfig::new("test", dir);
+    c.log = LogConfig {
+        map_size: 1 << 26,
+        writer: WriterMode::Inline,
+        durability: Durability::Periodic {
+            interval: Duration::from_secs(3600),
+        },
+        ..LogConfig::default()
+    };
+    c
+}
+
+pub(crate) async fn start(dir: &Path) -> Cluster {
+    Cluster::start(config(dir)).await.unwrap()
+}
+
+/// Lets the actors run for `d` of (paused) time.
+pub(crate) async fn settle(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// The first timestamp of every record in `records` (batches back to back), with its offset.
+/// Tests give each batch its own timestamp to tell batches apart.
+pub(crate) fn offsets_and_timestamps(records: &Bytes) -> Vec<(i64, i64)> {
+    let mut buf = records.clone();
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+        for r in set.records {
+            out.push((r.offset, r.timestamp));
+        }
+    }
+    out
+}
+
+/// Everything a replica holds for a partition, from offset 0.
+pub(crate) fn replica_contents(
+    cluster: &Cluster,
+    broker: u32,
+    topic: &str,
+    partition: u32,
+) -> Vec<(i64, i64)> {
+    let meta = cluster.metadata();
+    let pid = meta.partition(topic, partition).unwrap().id;
+    let log = cluster.replica_log(eddy_types::BrokerId(broker)).unwrap();
+    let end = log.offsets(pid).unwrap().log_end;
+    let fetched = log.read(pid, 0, usize::MAX).unwrap();
+    let all = offsets_and_timestamps(&fetched.records);
+    assert_eq!(
+        all.len() as u64,
+        end,
+        "a replica's records are contiguous from 0"
+    );
+    all
+}
