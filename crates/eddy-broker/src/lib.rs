@@ -206,6 +206,12 @@ impl Cluster {
             };
             // Only refusals that guarantee nothing was written are resent.
             match attempt {
+                Err(BrokerError::UnknownTopic(name)) if self.config.auto_create_topics => {
+                    match self.create_topic(NewTopic::new(name)).await {
+                        Ok(_) | Err(BrokerError::TopicExists(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 Err(
                     e @ (BrokerError::NotLeader { .. }
                     | BrokerError::LeaderNotAvailable { .. }

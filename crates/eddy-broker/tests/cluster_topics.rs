@@ -1,0 +1,224 @@
+//! Topic administration, persistence across restarts, and on-demand partition actors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use eddy_broker::{BrokerError, Cluster, NewTopic};
+use eddy_log::testing::batch_bytes;
+use eddy_types::{Acks, BrokerId, ClassifyError, ErrorKind};
+
+#[test]
+fn test_topic_admin_and_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        let t = c
+            .create_topic(
+                NewTopic::new("user_1")
+                    .partitions(10)
+                    .replication_factor(2)
+                    .retention_ms(Some(60_000))
+                    .retention_bytes(Some(1 << 20)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(t.partitions.len(), 10);
+        assert!(t
+            .partitions
+            .iter()
+            .all(|p| p.replicas.len() == 2 && p.isr.len() == 2));
+        // Leaders are balanced: 10 partitions over 3 brokers.
+        let mut per_broker = [0; 3];
+        for p in &t.partitions {
+            per_broker[p.leader.unwrap().0 as usize] += 1;
+        }
+        assert!(
+            per_broker.iter().all(|n| (3..=4).contains(n)),
+            "{per_broker:?}"
+        );
+
+        let err = c.create_topic(NewTopic::new("user 1")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(err.to_string().contains("' '"), "{err}");
+        let err = c
+            .create_topic(NewTopic::new("x").replication_factor(4))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("3 brokers"), "{err}");
+        let err = c.create_topic(NewTopic::new("user_1")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+
+        c.create_partitions("user_1", 12).await.unwrap();
+        assert_eq!(c.describe_topic("user_1").unwrap().partitions.len(), 12);
+        c.produce("user_1", 11, batch_bytes(1, 1, 4), Acks::All)
+            .await
+            .unwrap();
+        let err = c
+            .produce("user_1", 12, batch_bytes(1, 1, 4), Acks::All)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            BrokerError::UnknownPartition { partition: 12, .. }
+        ));
+
+        c.create_topic(NewTopic::new("gone")).await.unwrap();
+        c.produce("gone", 0, batch_bytes(1, 1, 4), Acks::All)
+            .await
+            .unwrap();
+        let pid = c.describe_topic("gone").unwrap().partitions[0].id;
+        c.delete_topic("gone").await.unwrap();
+        settle(Duration::from_millis(10)).await;
+        let names: Vec<String> = c.topics().iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(names, vec!["user_1"]);
+        for b in 0..3 {
+            let log = c.replica_log(BrokerId(b)).unwrap();
+            assert!(
+                !log.partitions().unwrap().contains(&pid),
+                "records deleted on broker {b}"
+            );
+        }
+        let err = c
+            .produce("gone", 0, batch_bytes(1, 1, 4), Acks::All)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+
+        // A bad batch is refused with the log's reason and nothing is written.
+        let err = c
+            .produce(
+                "user_1",
+                0,
+                bytes::Bytes::from_static(b"not a batch"),
+                Acks::All,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+        assert_eq!(c.list_offsets("user_1", 0, None).await.unwrap().log_end, 0);
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_auto_create_on_first_produce_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let mut config = config(dir.path());
+        config.auto_create_topics = true;
+        let c = Cluster::start(config).await.unwrap();
+        c.produce("fresh", 0, batch_bytes(1, 1, 4), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(c.describe_topic("fresh").unwrap().partitions.len(), 1);
+        c.shutdown().await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        let err = c
+            .produce("fresh", 0, batch_bytes(1, 1, 4), Acks::All)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BrokerError::UnknownTopic(_)));
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_restart_brings_back_topics_leaders_epochs_and_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("a").partitions(3))
+            .await
+            .unwrap();
+        c.create_topic(NewTopic::new("b").replication_factor(1))
+            .await
+            .unwrap();
+        for p in 0..3 {
+            c.produce("a", p, batch_bytes(5, 100, 8), Acks::All)
+                .await
+                .unwrap();
+        }
+        // One failover, so that epochs and ISRs are not the initial ones.
+        c.stop_broker(BrokerId(0)).await.unwrap();
+        c.produce("a", 0, batch_bytes(2, 200, 8), Acks::All)
+            .await
+            .unwrap();
+        c.start_broker(BrokerId(0)).await.unwrap();
+        settle(Duration::from_secs(2)).await;
+        let m = c.metadata();
+        c.shutdown().await;
+        settle(Duration::from_millis(100)).await;
+        m
+    });
+    paused(async {
+        let c = start(dir.path()).await;
+        let after = c.metadata();
+        assert_eq!(
+            after.topics, before.topics,
+            "topics, assignments, leaders, epochs, ISRs"
+        );
+        assert_eq!(after.next_partition_id, before.next_partition_id);
+        let f = c.fetch("a", 0, 0, 1 << 20).await.unwrap();
+        assert_eq!(offsets_and_timestamps(&f.records).len(), 7);
+        assert_eq!(f.high_watermark, 7);
+        for b in 0..3 {
+            assert_eq!(replica_contents(&c, b, "a", 0).len(), 7, "broker {b}");
+        }
+        c.produce("a", 0, batch_bytes(1, 300, 8), Acks::All)
+            .await
+            .unwrap();
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_idle_partitions_run_no_actors() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        // 1,000 per-user topics of 10 partitions: 10,000 partitions, 30,000 replicas.
+        for u in 0..1000 {
+            c.create_topic(NewTopic::new(format!("user_{u}")).partitions(10))
+                .await
+                .unwrap();
+        }
+        let running = |c: Cluster| async move {
+            let mut n = (0, 0);
+            for b in 0..3 {
+                let s = c.observe_broker(BrokerId(b)).await.unwrap();
+                n.0 += s.leaders_running;
+                n.1 += s.followers_running;
+            }
+            n
+        };
+        assert_eq!(
+            running(c.clone()).await,
+            (0, 0),
+            "nothing runs for idle partitions"
+        );
+        c.produce("user_7", 3, batch_bytes(1, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(
+            running(c.clone()).await,
+            (1, 2),
+            "one leader and its two followers"
+        );
+        // Idle for twice the idle timeout: followers stop, then the leader.
+        settle(c.config().partition_idle_timeout * 3).await;
+        assert_eq!(running(c.clone()).await, (0, 0));
+        // And everything still works after.
+        let r = c
+            .produce("user_7", 3, batch_bytes(1, 2, 8), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 1);
+        c.shutdown().await;
+    });
+}
