@@ -64,6 +64,58 @@ pub enum BrokerError {
         /// The partition index.
         partition: u32,
     },
+    /// An idempotent producer's batch skips or repeats sequence numbers (Kafka's
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER); nothing was written.
+    #[error(
+        "{topic}-{partition}: producer {producer_id} sent sequence {got}, expected {expected}"
+    )]
+    OutOfOrderSequence {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+        /// The producer.
+        producer_id: i64,
+        /// The sequence expected next.
+        expected: i32,
+        /// The batch's first sequence.
+        got: i32,
+    },
+    /// An idempotent producer's epoch is older than one already seen (Kafka's
+    /// INVALID_PRODUCER_EPOCH): a newer instance of the producer took over.
+    #[error(
+        "{topic}-{partition}: producer {producer_id} epoch {got} is fenced by epoch {current}"
+    )]
+    ProducerFenced {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+        /// The producer.
+        producer_id: i64,
+        /// The newest epoch seen.
+        current: i16,
+        /// The batch's epoch.
+        got: i16,
+    },
+    /// The request's record batches cannot be accepted as they are.
+    #[error("{topic}-{partition}: {reason}")]
+    InvalidRecords {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A retried batch is identical to one still being appended; retry after a moment.
+    #[error("{topic}-{partition}: the same batch is still being appended")]
+    DuplicateInFlight {
+        /// The topic.
+        topic: TopicName,
+        /// The partition index.
+        partition: u32,
+    },
     /// A replication request carried a leader epoch that is not the current one.
     #[error("{topic}-{partition}: leader epoch {requested} is not the current epoch {current}")]
     FencedLeaderEpoch {
@@ -128,7 +180,10 @@ impl ClassifyError for BrokerError {
         match self {
             BrokerError::InvalidTopicName(_)
             | BrokerError::InvalidTopicConfig { .. }
-            | BrokerError::InvalidClusterConfig(_) => ErrorKind::Invalid,
+            | BrokerError::InvalidClusterConfig(_)
+            | BrokerError::OutOfOrderSequence { .. }
+            | BrokerError::ProducerFenced { .. }
+            | BrokerError::InvalidRecords { .. } => ErrorKind::Invalid,
             BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => {
                 ErrorKind::NotFound
             }
@@ -138,7 +193,9 @@ impl ClassifyError for BrokerError {
             | BrokerError::FencedLeaderEpoch { .. }
             | BrokerError::LeaderChanged { .. } => ErrorKind::NotLeader,
             BrokerError::NotEnoughReplicas { .. } => ErrorKind::NotEnoughReplicas,
-            BrokerError::BrokerNotAvailable(_) | BrokerError::Stopped(_) => ErrorKind::Unavailable,
+            BrokerError::BrokerNotAvailable(_)
+            | BrokerError::Stopped(_)
+            | BrokerError::DuplicateInFlight { .. } => ErrorKind::Unavailable,
             BrokerError::Timeout(_) => ErrorKind::Timeout,
             BrokerError::Log(e) => e.0.kind(),
             BrokerError::Metadata(_) => ErrorKind::Corrupt,

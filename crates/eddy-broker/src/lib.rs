@@ -8,6 +8,7 @@
 //!   pure functions, unit-tested without a runtime.
 //! - [`replication`]: a leader's follower positions, ISR and high watermark; pure.
 //! - [`partitioner`]: Kafka's murmur2 key hashing and sticky round-robin; pure.
+//! - [`producers`]: idempotent producers' sequence table (duplicates, gaps, fencing); pure.
 //! - `actors`: `Controller` (metadata writer, elections), `Broker` (routing, on-demand partition
 //!   actors), `PartitionLeader`, `PartitionFollower`; one actor per file.
 //! - [`messages`]: what the actors exchange. [`config`]: cluster and topic settings.
@@ -48,6 +49,7 @@ mod error;
 pub mod messages;
 pub mod metadata;
 pub mod partitioner;
+pub mod producers;
 pub mod replication;
 
 use std::sync::Arc;
@@ -291,6 +293,11 @@ impl Cluster {
             timestamp,
         };
         self.to_leader(topic, partition, msg).await
+    }
+
+    /// Allocates an idempotent producer id (persisted before it is handed out).
+    pub async fn init_producer_id(&self) -> Result<messages::ProducerIdentity, BrokerError> {
+        self.controller.send(messages::InitProducerId).await?
     }
 
     /// Stops a broker as a crash would: its partitions fail over to other in-sync replicas.

@@ -250,6 +250,20 @@ pub struct CreatePartitions {
     pub total: u32,
 }
 
+/// Allocates an idempotent producer id (Kafka's InitProducerId, without transactions).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<ProducerIdentity, BrokerError>")]
+pub struct InitProducerId;
+
+/// An idempotent producer's identity: it stamps every batch with these and a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProducerIdentity {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub epoch: i16,
+}
+
 /// Stops a broker as if it had crashed; its partitions fail over.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), BrokerError>")]

@@ -60,6 +60,8 @@ pub(crate) struct ClusterRecord {
     pub(crate) brokers: u32,
     pub(crate) next_partition_id: u32,
     pub(crate) version: u64,
+    #[serde(default)]
+    pub(crate) next_producer_id: i64,
 }
 
 /// Everything the controller knows about the cluster.
@@ -76,6 +78,8 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<TopicName, Arc<TopicMeta>>,
     /// The storage id the next new partition gets.
     pub next_partition_id: u32,
+    /// The id the next idempotent producer gets (Kafka's InitProducerId).
+    pub next_producer_id: i64,
     /// Bumped at every change.
     pub version: u64,
 }
@@ -107,6 +111,7 @@ impl ClusterMetadata {
             alive: (0..brokers).map(BrokerId).collect(),
             topics: BTreeMap::new(),
             next_partition_id: 0,
+            next_producer_id: 0,
             version: 0,
         }
     }
@@ -117,6 +122,7 @@ impl ClusterMetadata {
             brokers: self.brokers,
             next_partition_id: self.next_partition_id,
             version: self.version,
+            next_producer_id: self.next_producer_id,
         }
     }
 
@@ -252,6 +258,14 @@ impl ClusterMetadata {
         });
         self.topics.insert(name, topic.clone());
         Ok(topic)
+    }
+
+    /// Hands out a new idempotent producer id.
+    pub fn allocate_producer_id(&mut self) -> i64 {
+        let id = self.next_producer_id;
+        self.next_producer_id += 1;
+        self.bump();
+        id
     }
 
     /// Grows a topic to `total` partitions; returns the new ones.

@@ -22,8 +22,9 @@ use super::{now, Directory, Shared};
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
 use crate::messages::{
-    AlterIsr, BrokerGone, CreatePartitions, CreateTopic, DeleteTopic, Heartbeat, PartitionsChanged,
-    PartitionsDeleted, Shutdown, ShutdownCluster, StartBroker, StopBroker,
+    AlterIsr, BrokerGone, CreatePartitions, CreateTopic, DeleteTopic, Heartbeat, InitProducerId,
+    PartitionsChanged, PartitionsDeleted, ProducerIdentity, Shutdown, ShutdownCluster, StartBroker,
+    StopBroker,
 };
 use crate::metadata::{Changes, ClusterMetadata, ClusterRecord, MetadataView, TopicMeta};
 
@@ -65,6 +66,7 @@ pub(crate) async fn load(
             }
             meta.version = meta.version.max(r.version);
             meta.next_partition_id = meta.next_partition_id.max(r.next_partition_id);
+            meta.next_producer_id = meta.next_producer_id.max(r.next_producer_id);
         }
         for (key, rec) in store.scan_meta::<MetaRecord>(TOPIC_PREFIX)? {
             let version = match &rec {
@@ -204,6 +206,7 @@ impl Controller {
             directory: self.directory.clone(),
             controller: ctx.address().recipient(),
             config: self.config.clone(),
+            producers: Default::default(),
         });
         let addr = Broker::new(
             shared,
@@ -515,6 +518,28 @@ impl Handler<AlterIsr> for Controller {
                 Ok((c, Vec::new()))
             },
             move |m| Ok(m.partition(topic.as_str(), index)?.isr.clone()),
+        )
+    }
+}
+
+impl Handler<InitProducerId> for Controller {
+    type Result = Atomic<ProducerIdentity>;
+
+    fn handle(&mut self, _msg: InitProducerId, _ctx: &mut Context<Self>) -> Self::Result {
+        // The id is persisted with the cluster record before it is handed out, so a restart
+        // never hands it out again. Changes run one at a time: the committed counter minus one
+        // is the id this request allocated.
+        self.change(
+            |next| {
+                next.allocate_producer_id();
+                Ok((Changes::default(), Vec::new()))
+            },
+            |m| {
+                Ok(ProducerIdentity {
+                    producer_id: m.next_producer_id - 1,
+                    epoch: 0,
+                })
+            },
         )
     }
 }

@@ -1,16 +1,17 @@
 //! The actors, one per file. Each owns its mailbox, timers and I/O, and drives a pure state
 //! machine from `metadata` or `replication` for the protocol decisions.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use actix::{Addr, Recipient};
-use eddy_log::LogStore;
-use eddy_types::BrokerId;
+use eddy_log::{BatchHeader, LogStore};
+use eddy_types::{BrokerId, PartitionId};
 
 use crate::config::ClusterConfig;
 use crate::messages::AlterIsr;
 use crate::metadata::MetadataView;
+use crate::producers::{BatchIdentity, ProducerTable};
 
 pub(crate) mod broker;
 pub(crate) mod controller;
@@ -57,6 +58,70 @@ pub(crate) struct Shared {
     pub(crate) directory: Directory,
     pub(crate) controller: Recipient<AlterIsr>,
     pub(crate) config: Arc<ClusterConfig>,
+    /// Idempotent-producer state of the partitions this broker leads or follows. Kept at the
+    /// broker, not in the partition actors, so it survives their idle stops and a follower has
+    /// it ready when it becomes leader.
+    pub(crate) producers: ProducerTables,
+}
+
+/// Producer tables by partition, shared by a broker's partition actors (all on one thread;
+/// the lock is never held across an await).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProducerTables(Arc<Mutex<HashMap<PartitionId, ProducerTable>>>);
+
+/// How many offsets back from the log end a table is rebuilt from after a restart. Kafka
+/// snapshots producer state; Eddy rebuilds it from the tail, which covers every retry within
+/// the delivery timeout of an active producer.
+const REBUILD_WINDOW: u64 = 50_000;
+
+impl ProducerTables {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<PartitionId, ProducerTable>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Makes sure the table of `pid` exists, rebuilding it from the log's tail if needed.
+    pub(crate) fn ensure(&self, log: &LogStore, pid: PartitionId) {
+        if self.lock().contains_key(&pid) {
+            return;
+        }
+        let mut table = ProducerTable::default();
+        if let Ok(o) = log.offsets(pid) {
+            let mut from = o.log_start.max(o.log_end.saturating_sub(REBUILD_WINDOW));
+            while from < o.log_end {
+                let Ok(f) = log.read(pid, from, 1 << 20) else {
+                    break;
+                };
+                if f.batches == 0 {
+                    break;
+                }
+                for (h, _) in headers(&f.records) {
+                    let base = h.base_offset as u64;
+                    let last = base + h.last_offset_delta as u64;
+                    table.record(&BatchIdentity::of(&h), Some((base, last)));
+                }
+                from = f.next_offset;
+            }
+        }
+        self.lock().entry(pid).or_insert(table);
+    }
+}
+
+/// The headers of the batches in `buf` (back to back) with each batch's byte range start;
+/// stops at the first one that does not parse (the log refuses such a buffer anyway).
+pub(crate) fn headers(buf: &[u8]) -> Vec<(BatchHeader, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let Ok(h) = BatchHeader::parse(&buf[pos..]) else {
+            break;
+        };
+        out.push((h, pos));
+        pos += h.total_len();
+    }
+    out
 }
 
 /// Tokio's clock as a std `Instant`, so tests with paused time control it.

@@ -15,13 +15,14 @@ use eddy_types::{BrokerId, PartitionId, TopicName};
 use tracing::{debug, info, warn};
 
 use super::broker::Broker;
-use super::{now, Shared};
+use super::{headers, now, Shared};
 use crate::error::BrokerError;
 use crate::messages::{
     EpochEndReply, LeaderEpochEnd, PartitionIdle, PartitionStopped, Refresh, ReplicaFetchReply,
     ReplicateFrom, Role, Shutdown,
 };
 use crate::metadata::PartitionMeta;
+use crate::producers::BatchIdentity;
 
 /// Wait before retrying after an error or when the partition has no leader.
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -56,6 +57,7 @@ impl PartitionFollower {
         topic: TopicName,
         meta: &PartitionMeta,
     ) -> PartitionFollower {
+        shared.producers.ensure(&shared.log, meta.id);
         let t = now();
         PartitionFollower {
             topic,
@@ -173,6 +175,12 @@ impl PartitionFollower {
                 act.busy = false;
                 match res {
                     Ok(_) => {
+                        act.shared
+                            .producers
+                            .lock()
+                            .entry(act.pid)
+                            .or_default()
+                            .truncate(target);
                         act.synced_epoch = Some(leader_epoch);
                         act.step(ctx);
                     }
@@ -242,6 +250,20 @@ impl PartitionFollower {
         }
         self.last_data = t;
         let bytes = reply.records.len() as u64;
+        // Copy the leader's producer state along with its batches, so that this replica can
+        // recognise retried batches if it becomes leader.
+        let ids: Vec<(BatchIdentity, u64, u64)> = headers(&reply.records)
+            .iter()
+            .map(|(h, _)| {
+                let base = h.base_offset as u64;
+                (
+                    BatchIdentity::of(h),
+                    base,
+                    base + h.last_offset_delta as u64,
+                )
+            })
+            .filter(|(id, _, _)| id.is_idempotent())
+            .collect();
         self.busy = true;
         let append = self
             .shared
@@ -251,6 +273,13 @@ impl PartitionFollower {
             act.busy = false;
             match res {
                 Ok(a) => {
+                    if !ids.is_empty() {
+                        let mut tables = act.shared.producers.lock();
+                        let table = tables.entry(act.pid).or_default();
+                        for (id, base, last) in &ids {
+                            table.record(id, Some((*base, *last)));
+                        }
+                    }
                     metrics::counter!(eddy_metrics::REPLICATION_BYTES, "broker" => act.shared.id.0.to_string())
                         .increment(bytes);
                     act.note_high_watermark(reply.high_watermark, Some(a.last_offset + 1));

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::broker::Broker;
-use super::{now, Shared};
+use super::{headers, now, Shared};
 use crate::error::BrokerError;
 use crate::messages::{
     AlterIsr, EnsureFollower, EpochEndReply, Fetch, FetchReply, LeaderEpochEnd, LeaderSnapshot,
@@ -25,6 +25,7 @@ use crate::messages::{
     ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role, Shutdown,
 };
 use crate::metadata::PartitionMeta;
+use crate::producers::{BatchIdentity, Check};
 use crate::replication::LeaderState;
 
 /// How often the leader checks deadlines, follower lag and idleness.
@@ -99,6 +100,7 @@ impl PartitionLeader {
         min_insync: u32,
     ) -> Result<PartitionLeader, BrokerError> {
         let offsets = shared.log.offsets(meta.id)?;
+        shared.producers.ensure(&shared.log, meta.id);
         let t = now();
         let repl = LeaderState::new(
             shared.id,
@@ -162,6 +164,35 @@ impl PartitionLeader {
             if let Some(w) = self.waiting.pop_front() {
                 record_latency("all", w.started);
                 let _ = w.tx.send(Ok(w.reply));
+            }
+        }
+    }
+
+    /// Answers a produce whose records are in the log up to `last_offset`: at once for
+    /// `acks=1`, or once the high watermark passes them for `acks=all`.
+    fn answer_appended(
+        &mut self,
+        reply: ProduceReply,
+        last_offset: u64,
+        acks: Acks,
+        tx: Reply<ProduceReply>,
+        started: Instant,
+        deadline: Instant,
+    ) {
+        match acks {
+            Acks::All => {
+                self.waiting.push_back(WaitingAck {
+                    need: last_offset + 1,
+                    reply,
+                    tx,
+                    deadline,
+                    started,
+                });
+                self.release_acks();
+            }
+            _ => {
+                record_latency("1", started);
+                let _ = tx.send(Ok(reply));
             }
         }
     }
@@ -435,6 +466,82 @@ impl Handler<Produce> for PartitionLeader {
             }));
             return Box::pin(answer);
         }
+        // Idempotent producers: a retried batch is answered with its first offsets, a gap or
+        // a stale epoch is refused; nothing is written in either case.
+        let ids: Vec<BatchIdentity> = headers(&msg.records)
+            .iter()
+            .map(|(h, _)| BatchIdentity::of(h))
+            .collect();
+        let mut tracked: Option<BatchIdentity> = None;
+        let mut early: Option<Result<(u64, u64), BrokerError>> = None;
+        if ids.iter().any(BatchIdentity::is_idempotent) {
+            let (topic, partition) = (self.topic.clone(), self.index);
+            if ids.len() != 1 {
+                early = Some(Err(BrokerError::InvalidRecords {
+                    topic,
+                    partition,
+                    reason: "an idempotent producer sends one batch per partition per request"
+                        .into(),
+                }));
+            } else {
+                let id = ids[0];
+                let producer_id = id.producer_id;
+                let mut tables = self.shared.producers.lock();
+                let table = tables.entry(self.pid).or_default();
+                early = match table.check(&id) {
+                    Check::Append => {
+                        table.record(&id, None);
+                        tracked = Some(id);
+                        None
+                    }
+                    Check::InFlight => {
+                        Some(Err(BrokerError::DuplicateInFlight { topic, partition }))
+                    }
+                    Check::OutOfOrder { expected, got } => {
+                        Some(Err(BrokerError::OutOfOrderSequence {
+                            topic,
+                            partition,
+                            producer_id,
+                            expected,
+                            got,
+                        }))
+                    }
+                    Check::Fenced { current, got } => Some(Err(BrokerError::ProducerFenced {
+                        topic,
+                        partition,
+                        producer_id,
+                        current,
+                        got,
+                    })),
+                    Check::Duplicate {
+                        base_offset,
+                        last_offset,
+                    } => Some(Ok((base_offset, last_offset))),
+                };
+            }
+        }
+        match early {
+            Some(Err(e)) => {
+                let _ = tx.send(Err(e));
+                return Box::pin(answer);
+            }
+            Some(Ok((base_offset, last_offset))) => {
+                let log_start = self
+                    .shared
+                    .log
+                    .offsets(self.pid)
+                    .map_or(-1, |o| o.log_start as i64);
+                let reply = ProduceReply {
+                    base_offset: base_offset as i64,
+                    last_offset: last_offset as i64,
+                    log_start,
+                };
+                let deadline = started + msg.timeout;
+                self.answer_appended(reply, last_offset, msg.acks, tx, started, deadline);
+                return Box::pin(answer);
+            }
+            None => {}
+        }
         let bytes = msg.records.len() as u64;
         let pending = self.shared.log.append_one(
             self.pid,
@@ -462,6 +569,11 @@ impl Handler<Produce> for PartitionLeader {
             let a = match res {
                 Ok(a) => a,
                 Err(e) => {
+                    if let Some(id) = tracked {
+                        // The outcome is unknown to the producer: forget what we knew of it,
+                        // so its retry is accepted as a new batch.
+                        act.shared.producers.lock().entry(act.pid).or_default().forget(id.producer_id);
+                    }
                     metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic, "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
                     if let Some(tx) = tx {
                         let _ = tx.send(Err(e.into()));
@@ -477,24 +589,12 @@ impl Handler<Produce> for PartitionLeader {
                 last_offset: a.last_offset as i64,
                 log_start: a.log_start as i64,
             };
+            if let Some(id) = tracked {
+                act.shared.producers.lock().entry(act.pid).or_default().appended(&id, a.base_offset, a.last_offset);
+            }
             act.appended(&a);
             let Some(tx) = tx else { return };
-            match acks {
-                Acks::All => {
-                    act.waiting.push_back(WaitingAck {
-                        need: a.last_offset + 1,
-                        reply,
-                        tx,
-                        deadline,
-                        started,
-                    });
-                    act.release_acks();
-                }
-                _ => {
-                    record_latency("1", started);
-                    let _ = tx.send(Ok(reply));
-                }
-            }
+            act.answer_appended(reply, a.last_offset, acks, tx, started, deadline);
         }));
         Box::pin(answer)
     }

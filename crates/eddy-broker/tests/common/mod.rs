@@ -82,3 +82,41 @@ pub(crate) fn replica_contents(
     );
     all
 }
+
+/// A batch as an idempotent producer sends it: `count` records with sequences from
+/// `base_seq`, timestamps from `ts`.
+pub(crate) fn idempotent_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_seq: i32,
+    count: usize,
+    ts: i64,
+) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: base_seq + i as i32,
+            timestamp: ts + i as i64,
+            key: None,
+            value: Some(Bytes::from(vec![b'v'; 100])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+    buf.freeze()
+}
