@@ -222,3 +222,42 @@ fn test_idle_partitions_run_no_actors() {
         c.shutdown().await;
     });
 }
+
+#[test]
+fn test_retention_removes_expired_batches_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let mut config = config(dir.path());
+        config.retention_check_interval = Duration::from_secs(10);
+        let c = Cluster::start(config).await.unwrap();
+        c.create_topic(NewTopic::new("short").retention_ms(Some(60_000)))
+            .await
+            .unwrap();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        // Two hours old, twice; then a fresh one.
+        c.produce("short", 0, batch_bytes(3, now_ms - 7_200_000, 8), Acks::All)
+            .await
+            .unwrap();
+        c.produce("short", 0, batch_bytes(2, now_ms - 7_100_000, 8), Acks::All)
+            .await
+            .unwrap();
+        c.produce("short", 0, batch_bytes(1, now_ms, 8), Acks::All)
+            .await
+            .unwrap();
+        // High watermarks get checkpointed (every 5 s), then retention runs (every 10 s).
+        settle(Duration::from_secs(25)).await;
+        let o = c.list_offsets("short", 0, None).await.unwrap();
+        assert_eq!((o.log_start, o.log_end), (5, 6), "expired batches removed");
+        let pid = c.describe_topic("short").unwrap().partitions[0].id;
+        for b in 0..3 {
+            let log = c.replica_log(BrokerId(b)).unwrap();
+            assert_eq!(log.offsets(pid).unwrap().log_start, 5, "broker {b}");
+        }
+        let f = c.fetch("short", 0, 5, 1 << 20).await.unwrap();
+        assert_eq!(offsets_and_timestamps(&f.records), vec![(5, now_ms)]);
+        c.shutdown().await;
+    });
+}

@@ -26,7 +26,9 @@ use crate::messages::{
     PartitionsChanged, PartitionsDeleted, ProducerIdentity, Shutdown, ShutdownCluster, StartBroker,
     StopBroker,
 };
-use crate::metadata::{Changes, ClusterMetadata, ClusterRecord, MetadataView, TopicMeta};
+use crate::metadata::{
+    Changes, ClusterMetadata, ClusterRecord, MetadataView, PartitionMeta, TopicMeta,
+};
 
 const CLUSTER_KEY: &[u8] = b"cluster";
 const TOPIC_PREFIX: &[u8] = b"topic/";
@@ -256,6 +258,35 @@ impl Controller {
         }
     }
 
+    /// Creates `parts` of `topic` in the log directory of each broker holding a replica, then
+    /// persists `next`. Partitions first, metadata second: a crash in between leaves strays
+    /// that the next start removes, never metadata pointing at missing partitions.
+    fn create_replicas(
+        &self,
+        next: &ClusterMetadata,
+        topic: &TopicMeta,
+        parts: &[PartitionMeta],
+    ) -> impl Future<Output = Result<(), BrokerError>> + 'static {
+        let mut creates = Vec::new();
+        for (b, store) in self.stores.iter().enumerate() {
+            let mine: Vec<(PartitionId, PartitionConfig)> = parts
+                .iter()
+                .filter(|p| p.replicas.contains(&BrokerId(b as u32)))
+                .map(|p| (p.id, partition_config(topic)))
+                .collect();
+            if !mine.is_empty() {
+                creates.push(store.create_partitions(mine));
+            }
+        }
+        let persist = self.persist(next, std::slice::from_ref(&topic.name), &[]);
+        async move {
+            for c in creates {
+                c.await?;
+            }
+            persist.await
+        }
+    }
+
     /// Makes `next` the committed metadata, publishes it and tells the brokers what changed.
     fn commit(&mut self, next: ClusterMetadata, changes: &Changes) {
         self.metadata = next;
@@ -389,27 +420,7 @@ impl Handler<CreateTopic> for Controller {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
-        // Partitions first, metadata second: a crash in between leaves strays that the next
-        // start removes, never metadata pointing at missing partitions.
-        let mut creates = Vec::new();
-        for (b, store) in self.stores.iter().enumerate() {
-            let parts: Vec<(PartitionId, PartitionConfig)> = topic
-                .partitions
-                .iter()
-                .filter(|p| p.replicas.contains(&BrokerId(b as u32)))
-                .map(|p| (p.id, partition_config(&topic)))
-                .collect();
-            if !parts.is_empty() {
-                creates.push(store.create_partitions(parts));
-            }
-        }
-        let persist = self.persist(&next, std::slice::from_ref(&topic.name), &[]);
-        let work = async move {
-            for c in creates {
-                c.await?;
-            }
-            persist.await
-        };
+        let work = self.create_replicas(&next, &topic, &topic.partitions);
         info!(topic = %topic.name, partitions = topic.partitions.len(), "creating topic");
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
             res?;
@@ -432,24 +443,7 @@ impl Handler<CreatePartitions> for Controller {
             Ok(t) => t.clone(),
             Err(e) => return fail(e),
         };
-        let mut creates = Vec::new();
-        for (b, store) in self.stores.iter().enumerate() {
-            let parts: Vec<(PartitionId, PartitionConfig)> = new
-                .iter()
-                .filter(|p| p.replicas.contains(&BrokerId(b as u32)))
-                .map(|p| (p.id, partition_config(&topic)))
-                .collect();
-            if !parts.is_empty() {
-                creates.push(store.create_partitions(parts));
-            }
-        }
-        let persist = self.persist(&next, std::slice::from_ref(&topic.name), &[]);
-        let work = async move {
-            for c in creates {
-                c.await?;
-            }
-            persist.await
-        };
+        let work = self.create_replicas(&next, &topic, &new);
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
             res?;
             act.commit(next, &Changes::default());
