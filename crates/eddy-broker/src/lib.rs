@@ -75,8 +75,9 @@ pub use metadata::{ClusterMetadata, MetadataView, PartitionMeta, TopicMeta};
 const ROUTING_RETRY_FOR: Duration = Duration::from_secs(30);
 const ROUTING_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A handle on a running cluster: cheap to clone, usable from any thread and any async runtime
-/// (requests are messages to the cluster's actors).
+/// A handle on a running cluster: cheap to clone, usable from any thread (requests are
+/// messages to the cluster's actors). Its async methods need a tokio runtime with timers
+/// (retries back off with `tokio::time::sleep`); an actix system is one.
 #[derive(Debug, Clone)]
 pub struct Cluster {
     controller: Addr<Controller>,
