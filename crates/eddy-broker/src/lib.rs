@@ -86,6 +86,8 @@ pub struct Cluster {
     view: MetadataView,
     directory: Directory,
     config: Arc<ClusterConfig>,
+    /// The arbiter the cluster's actors run on; clients' actors start there too.
+    arbiter: actix_rt::ArbiterHandle,
 }
 
 impl Cluster {
@@ -120,7 +122,14 @@ impl Cluster {
             view,
             directory,
             config,
+            arbiter: actix_rt::Arbiter::current(),
         })
+    }
+
+    /// The arbiter the cluster's actors run on. Embedded clients start their actors on it
+    /// (`Actor::start_in_arbiter`), so they work from any thread.
+    pub fn arbiter(&self) -> &actix_rt::ArbiterHandle {
+        &self.arbiter
     }
 
     /// The cluster's settings.
@@ -309,6 +318,22 @@ impl Cluster {
     /// Starts a stopped broker; it rejoins as follower, truncates and catches up.
     pub async fn start_broker(&self, broker: BrokerId) -> Result<(), BrokerError> {
         self.controller.send(StartBroker(broker)).await?
+    }
+
+    /// Fault injection for tests and drills: stops (`false`) or resumes (`true`) the
+    /// followers of `broker` fetching from their leaders, as a network cut between replicas
+    /// would, while the broker stays up. Its replicas fall behind and, after
+    /// `replica_lag_time_max`, leave the ISR; resumed, they catch up and rejoin.
+    pub async fn set_replica_fetching(
+        &self,
+        broker: BrokerId,
+        enabled: bool,
+    ) -> Result<(), BrokerError> {
+        let b = self
+            .directory
+            .get(broker)
+            .ok_or(BrokerError::BrokerNotAvailable(broker))?;
+        Ok(b.send(messages::SetReplicaFetching(enabled)).await?)
     }
 
     /// A running broker's snapshot.

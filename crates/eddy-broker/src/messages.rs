@@ -312,6 +312,12 @@ pub struct AlterIsr {
 #[rtype(result = "()")]
 pub struct ShutdownCluster;
 
+/// Fault injection: stops (`false`) or resumes (`true`) a broker's followers fetching from
+/// their leaders, while the broker itself stays up and keeps its session.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SetReplicaFetching(pub bool);
+
 /// Asks a broker for a snapshot of its state.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "BrokerSnapshot")]

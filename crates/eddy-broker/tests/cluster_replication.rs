@@ -299,3 +299,71 @@ fn test_silent_broker_is_fenced_after_its_session_timeout() {
         c.shutdown().await;
     });
 }
+
+#[test]
+fn test_a_follower_cut_off_from_its_leader_leaves_the_isr_after_the_lag_time_and_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let mut cfg = config(dir.path());
+        cfg.replica_lag_time_max = Duration::from_secs(10);
+        let c = eddy_broker::Cluster::start(cfg).await.unwrap();
+        c.create_topic(NewTopic::new("t").replication_factor(3))
+            .await
+            .unwrap();
+        assert_eq!(c.metadata().partition("t", 0).unwrap().leader, Some(B0));
+        c.produce("t", 0, batch_bytes(2, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        // B2 stays up and keeps its session with the controller, but its follower stops
+        // fetching: only the lag can take it out of the ISR.
+        c.set_replica_fetching(B2, false).await.unwrap();
+        let acked = c.produce("t", 0, batch_bytes(3, 2, 8), Acks::Leader);
+        let acked = acked.await.unwrap();
+        assert_eq!(acked.base_offset, 2);
+        settle(Duration::from_secs(5)).await;
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(
+            p.isr,
+            vec![B0, B1, B2],
+            "within the lag time it stays in sync"
+        );
+        let f = c.fetch("t", 0, 0, 1 << 20).await.unwrap();
+        assert_eq!(
+            f.high_watermark, 2,
+            "the lagging member holds the high watermark"
+        );
+
+        settle(Duration::from_secs(8)).await;
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(
+            p.isr,
+            vec![B0, B1],
+            "past replica_lag_time_max it leaves the ISR"
+        );
+        assert!(c.metadata().alive.contains(&B2), "B2 itself is still up");
+        let f = c.fetch("t", 0, 0, 1 << 20).await.unwrap();
+        assert_eq!(f.high_watermark, 5, "the shrunk ISR commits what it holds");
+        // acks=all now waits only for B0 and B1.
+        let r = c
+            .produce("t", 0, batch_bytes(1, 3, 8), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 5);
+        // (A long-poll fetch already in flight when the link was cut may have brought offsets
+        // 2..5, but none after.)
+        assert!(
+            replica_contents(&c, 2, "t", 0).len() < 6,
+            "B2 really is behind: it lacks the record acknowledged without it"
+        );
+
+        c.set_replica_fetching(B2, true).await.unwrap();
+        settle(Duration::from_secs(3)).await;
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(p.isr.len(), 3, "caught up, it rejoins: {:?}", p.isr);
+        assert_eq!(
+            replica_contents(&c, 2, "t", 0),
+            replica_contents(&c, 0, "t", 0)
+        );
+        c.shutdown().await;
+    });
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use eddy_log::LogStats;
 use eddy_types::PartitionId;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::partition_follower::PartitionFollower;
 use super::partition_leader::PartitionLeader;
@@ -21,7 +21,7 @@ use crate::messages::{
     BrokerGone, BrokerSnapshot, EnsureFollower, EpochEndReply, Fetch, FetchReply, Heartbeat,
     LeaderEpochEnd, ListOffsets, ObserveBroker, ObserveLeader, ObservePartition, OffsetsReply,
     PartitionIdle, PartitionStopped, PartitionsChanged, PartitionsDeleted, Produce, ProduceReply,
-    Refresh, ReplicaFetchReply, ReplicateFrom, Role, Shutdown,
+    Refresh, ReplicaFetchReply, ReplicateFrom, Role, SetReplicaFetching, Shutdown,
 };
 
 /// A running partition actor and how many messages the broker sent it.
@@ -406,6 +406,17 @@ impl Handler<PartitionStopped> for Broker {
                 }
             }
         }
+    }
+}
+
+impl Handler<SetReplicaFetching> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetReplicaFetching, _ctx: &mut Context<Self>) {
+        self.shared
+            .fetching_paused
+            .store(!msg.0, std::sync::atomic::Ordering::Relaxed);
+        info!(broker = %self.shared.id, fetching = msg.0, "replica fetching switched");
     }
 }
 

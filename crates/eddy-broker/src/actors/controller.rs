@@ -209,6 +209,7 @@ impl Controller {
             controller: ctx.address().recipient(),
             config: self.config.clone(),
             producers: Default::default(),
+            fetching_paused: Default::default(),
         });
         let addr = Broker::new(
             shared,

@@ -2,6 +2,7 @@
 //! machine from `metadata` or `replication` for the protocol decisions.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use actix::{Addr, Recipient};
@@ -62,6 +63,10 @@ pub(crate) struct Shared {
     /// broker, not in the partition actors, so it survives their idle stops and a follower has
     /// it ready when it becomes leader.
     pub(crate) producers: ProducerTables,
+    /// Fault injection: while set, this broker's followers do not fetch from their leaders (a
+    /// replica cut off from its leader while its broker stays alive). See
+    /// `Cluster::set_replica_fetching`.
+    pub(crate) fetching_paused: AtomicBool,
 }
 
 /// Producer tables by partition, shared by a broker's partition actors (all on one thread;

@@ -6,6 +6,7 @@
 //! broker when the leader wakes it or the metadata names it; stops when idle or when it is no
 //! longer a follower.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,9 @@ impl PartitionFollower {
         let Some(peer) = self.shared.directory.get(leader) else {
             return self.retry_later(ctx, BACKOFF);
         };
+        if self.shared.fetching_paused.load(Ordering::Relaxed) {
+            return self.retry_later(ctx, BACKOFF);
+        }
         if self.synced_epoch == Some(p.leader_epoch) {
             self.fetch(peer, p.leader_epoch, ctx);
         } else {
