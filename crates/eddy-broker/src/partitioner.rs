@@ -65,6 +65,11 @@ impl StickyRoundRobin {
         }
     }
 
+    /// The partition unkeyed records stick to now, if one was picked.
+    pub fn current(&self) -> Option<u32> {
+        self.current
+    }
+
     /// A batch was closed: the next unkeyed record moves on to another partition.
     pub fn batch_closed(&mut self) {
         self.current = None;

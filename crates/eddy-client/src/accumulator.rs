@@ -143,15 +143,35 @@ impl<T> Accumulator<T> {
         self.held
     }
 
+    /// Closes the partition's open batch if a record of `size` bytes would not fit in it, and
+    /// tells whether it did: a sticky partitioner moves on before such a record, as Kafka's
+    /// does (KIP-480's abort-on-new-batch), and the full batch can go at once.
+    pub fn close_unless_fits(&mut self, partition: &TopicPartition, size: usize) -> bool {
+        let batch_size = self.config.batch_size;
+        let Some(lane) = self.lanes.get_mut(partition) else {
+            return false;
+        };
+        if lane
+            .open
+            .as_ref()
+            .is_some_and(|o| o.bytes + size > batch_size)
+        {
+            close(lane, partition);
+            return true;
+        }
+        false
+    }
+
     /// Adds a record to its partition's open batch, closing that batch first if the record
-    /// would take it past `batch_size`.
+    /// would take it past `batch_size`. Answers whether a batch of that partition closed (a
+    /// sticky partitioner moves on then).
     pub fn append(
         &mut self,
         partition: TopicPartition,
         record: PendingRecord,
         token: T,
         now: Instant,
-    ) -> Result<(), (Full, T)> {
+    ) -> Result<bool, (Full, T)> {
         let size = record.size();
         if self.held + size > self.config.buffer_memory {
             let full = Full {
@@ -164,12 +184,14 @@ impl<T> Accumulator<T> {
         self.held += size;
         let batch_size = self.config.batch_size;
         let lane = self.lanes.entry(partition.clone()).or_default();
+        let mut closed = false;
         if lane
             .open
             .as_ref()
             .is_some_and(|o| o.bytes + size > batch_size)
         {
             close(lane, &partition);
+            closed = true;
         }
         let open = lane.open.get_or_insert_with(|| Open {
             records: Vec::new(),
@@ -182,8 +204,9 @@ impl<T> Accumulator<T> {
         open.bytes += size;
         if open.bytes >= batch_size {
             close(lane, &partition);
+            closed = true;
         }
-        Ok(())
+        Ok(closed)
     }
 
     /// Closes every open batch that has lingered long enough (all of them with `flush`), and
@@ -230,6 +253,21 @@ impl<T> Accumulator<T> {
         }
     }
 
+    /// Takes every batch not yet sent (open or queued), releasing its bytes: for a producer
+    /// that must fail them all.
+    pub fn take_unsent(&mut self) -> Vec<ReadyBatch<T>> {
+        let mut out = Vec::new();
+        for (partition, lane) in self.lanes.iter_mut() {
+            close(lane, partition);
+            out.extend(lane.queued.drain(..));
+        }
+        self.lanes.retain(|_, lane| lane.in_flight > 0);
+        for b in &out {
+            self.held = self.held.saturating_sub(b.bytes);
+        }
+        out
+    }
+
     /// Tells whether nothing is held (every record sent and answered).
     pub fn is_empty(&self) -> bool {
         self.held == 0
@@ -250,6 +288,48 @@ fn close<T>(lane: &mut Lane<T>, partition: &TopicPartition) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_close_unless_fits_closes_a_batch_the_next_record_would_overflow() {
+        let mut acc = Accumulator::new(AccumulatorConfig {
+            batch_size: 100,
+            ..AccumulatorConfig::default()
+        });
+        let t = Instant::now();
+        let p: TopicPartition = ("t".into(), 0);
+        assert!(!acc.close_unless_fits(&p, 50), "no open batch");
+        acc.append(p.clone(), rec(39), 0, t).unwrap(); // 60 bytes
+        assert!(!acc.close_unless_fits(&p, 40));
+        assert!(acc.close_unless_fits(&p, 41));
+        // The closed batch goes without waiting for linger.
+        assert_eq!(acc.sendable(t, false).len(), 1);
+    }
+
+    #[test]
+    fn test_take_unsent_releases_open_and_queued_but_not_in_flight() {
+        let mut acc = Accumulator::new(AccumulatorConfig {
+            batch_size: 100,
+            max_in_flight: 1,
+            ..AccumulatorConfig::default()
+        });
+        let t = Instant::now();
+        let p: TopicPartition = ("t".into(), 0);
+        // Two full 100-byte batches and an open one of 31 bytes.
+        acc.append(p.clone(), rec(79), 0, t).unwrap();
+        acc.append(p.clone(), rec(79), 1, t).unwrap();
+        acc.append(p.clone(), rec(10), 2, t).unwrap();
+        // One in flight, one queued, one open.
+        let sent = acc.sendable(t, false);
+        assert_eq!(sent.len(), 1);
+        let unsent = acc.take_unsent();
+        assert_eq!(
+            unsent.iter().map(|b| b.tokens.clone()).collect::<Vec<_>>(),
+            vec![vec![1], vec![2]]
+        );
+        assert_eq!(acc.held(), 100);
+        acc.done(&p, 100);
+        assert!(acc.is_empty());
+    }
 
     fn rec(len: usize) -> PendingRecord {
         PendingRecord {

@@ -1,11 +1,15 @@
-//! Owns Eddy's embedded clients. Today: the producer's batching rules ([`accumulator`]), a
-//! pure struct with its unit tests. The producer actor that drives it over
-//! `eddy_broker::Cluster` (partitioner, sequence numbers, compression, retries, delivery
-//! timeout) and the embedded consumer come next; see ARCHITECTURE.md.
+//! Owns Eddy's embedded clients: today the producer. [`Producer`] is an actor per producer
+//! that batches records ([`accumulator`], a pure struct with its unit tests), picks partitions
+//! as Kafka's Java client does, stamps idempotent sequences, compresses, and sends batches to
+//! the partition leaders of an `eddy_broker::Cluster`, with retries and a delivery timeout.
+//! The embedded consumer comes next; see ARCHITECTURE.md.
 //!
 //! # Layout
+//! - [`producer`]: the producer actor and its handle ([`Producer`], [`ProducerConfig`],
+//!   [`ProducerRecord`], [`Delivery`]).
 //! - [`accumulator`]: per-partition batches closed by `batch.size` or `linger.ms`,
 //!   `buffer.memory` accounting, `max.in.flight` per partition.
+//! - [`ClientError`]: the crate's one error type.
 //!
 //! ```
 //! use std::time::Instant;
@@ -20,3 +24,10 @@
 #![warn(missing_docs)]
 
 pub mod accumulator;
+mod error;
+pub mod producer;
+
+pub use error::ClientError;
+pub use producer::{
+    Compression, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};

@@ -54,6 +54,9 @@ pub const LOG_COMMIT_LATENCY: &str = "eddy_log_commit_seconds";
 /// Bytes per batch the embedded producer sent. Labels: `topic`.
 pub const PRODUCER_BATCH_BYTES: &str = "eddy_producer_batch_bytes";
 
+/// Batches the embedded producer sent again after a retriable failure. Labels: `topic`.
+pub const PRODUCER_RETRIES: &str = "eddy_producer_retries_total";
+
 /// What kind of metric a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -184,6 +187,12 @@ pub const ALL: &[Metric] = &[
         Kind::Histogram,
         Unit::Bytes,
         "bytes per batch sent by the embedded producer",
+    ),
+    m(
+        PRODUCER_RETRIES,
+        Kind::Counter,
+        Unit::Count,
+        "batches the embedded producer sent again after a retriable failure",
     ),
 ];
 
