@@ -115,6 +115,11 @@ impl LeaderState {
         self.isr.contains(&f)
     }
 
+    /// The brokers holding follower replicas of this partition.
+    pub fn followers(&self) -> impl Iterator<Item = BrokerId> + '_ {
+        self.followers.keys().copied()
+    }
+
     /// Tells whether `broker` holds a follower replica of this partition.
     pub fn is_follower(&self, broker: BrokerId) -> bool {
         self.followers.contains_key(&broker)

@@ -349,33 +349,39 @@ impl Handler<PartitionsDeleted> for Broker {
     }
 }
 
+/// Removes the running actor of `pid` from `running` if `matches(sent, generation)` holds
+/// for it, and returns it.
+fn remove_if<A: Actor>(
+    running: &mut HashMap<PartitionId, Running<A>>,
+    pid: PartitionId,
+    matches: impl Fn(u64, u64) -> bool,
+) -> Option<Running<A>> {
+    if running
+        .get(&pid)
+        .is_some_and(|r| matches(r.sent, r.generation))
+    {
+        running.remove(&pid)
+    } else {
+        None
+    }
+}
+
 impl Handler<PartitionIdle> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionIdle, _ctx: &mut Context<Self>) {
         // Only stop the actor if nothing we sent is still in its mailbox; otherwise it has
         // work again and will report later.
+        let quiet = |sent: u64, _generation: u64| sent == msg.received;
         match msg.role {
             Role::Leader => {
-                if self
-                    .leaders
-                    .get(&msg.partition)
-                    .is_some_and(|r| r.sent == msg.received)
-                {
-                    if let Some(r) = self.leaders.remove(&msg.partition) {
-                        r.addr.do_send(Shutdown);
-                    }
+                if let Some(r) = remove_if(&mut self.leaders, msg.partition, quiet) {
+                    r.addr.do_send(Shutdown);
                 }
             }
             Role::Follower => {
-                if self
-                    .followers
-                    .get(&msg.partition)
-                    .is_some_and(|r| r.sent == msg.received)
-                {
-                    if let Some(r) = self.followers.remove(&msg.partition) {
-                        r.addr.do_send(Shutdown);
-                    }
+                if let Some(r) = remove_if(&mut self.followers, msg.partition, quiet) {
+                    r.addr.do_send(Shutdown);
                 }
             }
         }
@@ -386,24 +392,15 @@ impl Handler<PartitionStopped> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionStopped, _ctx: &mut Context<Self>) {
+        // A stop from an older generation must not forget the actor that replaced it.
         match msg.role {
             Role::Leader => {
-                if self
-                    .leaders
-                    .get(&msg.partition)
-                    .is_some_and(|r| r.generation == msg.generation)
-                {
-                    self.leaders.remove(&msg.partition);
-                }
+                remove_if(&mut self.leaders, msg.partition, |_, g| g == msg.generation);
             }
             Role::Follower => {
-                if self
-                    .followers
-                    .get(&msg.partition)
-                    .is_some_and(|r| r.generation == msg.generation)
-                {
-                    self.followers.remove(&msg.partition);
-                }
+                remove_if(&mut self.followers, msg.partition, |_, g| {
+                    g == msg.generation
+                });
             }
         }
     }

@@ -129,6 +129,34 @@ pub(crate) fn headers(buf: &[u8]) -> Vec<(BatchHeader, usize)> {
     out
 }
 
+/// A replica's saved high watermark: saved again only when it moved, at most once per
+/// `high_watermark_checkpoint_interval` unless forced (leaders force it when stepping down).
+#[derive(Debug)]
+pub(crate) struct HwCheckpoint {
+    saved: u64,
+    at: std::time::Instant,
+}
+
+impl HwCheckpoint {
+    pub(crate) fn new(saved: u64) -> HwCheckpoint {
+        HwCheckpoint { saved, at: now() }
+    }
+
+    /// Saves `hw` for `pid` if due. Fire and forget: a lost checkpoint only means a lower
+    /// mark after a restart, which the leader's answers move up again.
+    pub(crate) fn note(&mut self, shared: &Shared, pid: PartitionId, hw: u64, force: bool) {
+        let t = now();
+        let due = force
+            || t.saturating_duration_since(self.at)
+                >= shared.config.high_watermark_checkpoint_interval;
+        if hw != self.saved && due {
+            drop(shared.log.checkpoint_high_watermarks(vec![(pid, hw)]));
+            self.saved = hw;
+            self.at = t;
+        }
+    }
+}
+
 /// Tokio's clock as a std `Instant`, so tests with paused time control it.
 pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()

@@ -16,7 +16,7 @@ use eddy_types::{BrokerId, PartitionId, TopicName};
 use tracing::{debug, info, warn};
 
 use super::broker::Broker;
-use super::{headers, now, Shared};
+use super::{headers, now, HwCheckpoint, Shared};
 use crate::error::BrokerError;
 use crate::messages::{
     EpochEndReply, LeaderEpochEnd, PartitionIdle, PartitionStopped, Refresh, ReplicaFetchReply,
@@ -46,8 +46,7 @@ pub(crate) struct PartitionFollower {
     /// Last time a fetch brought records (or the actor started).
     last_data: Instant,
     idle_reported: bool,
-    checkpointed_hw: u64,
-    last_checkpoint: Instant,
+    checkpoint: HwCheckpoint,
 }
 
 impl PartitionFollower {
@@ -72,8 +71,7 @@ impl PartitionFollower {
             received: 0,
             last_data: t,
             idle_reported: false,
-            checkpointed_hw: 0,
-            last_checkpoint: t,
+            checkpoint: HwCheckpoint::new(0),
         }
     }
 
@@ -310,19 +308,7 @@ impl PartitionFollower {
             },
         };
         let hw = leader_hw.min(end);
-        let t = now();
-        if hw > self.checkpointed_hw
-            && t.saturating_duration_since(self.last_checkpoint)
-                >= self.shared.config.high_watermark_checkpoint_interval
-        {
-            drop(
-                self.shared
-                    .log
-                    .checkpoint_high_watermarks(vec![(self.pid, hw)]),
-            );
-            self.checkpointed_hw = hw;
-            self.last_checkpoint = t;
-        }
+        self.checkpoint.note(&self.shared, self.pid, hw, false);
     }
 
     /// The broker id of this replica.

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::broker::Broker;
-use super::{headers, now, Shared};
+use super::{headers, now, HwCheckpoint, Shared};
 use crate::error::BrokerError;
 use crate::messages::{
     AlterIsr, EnsureFollower, EpochEndReply, Fetch, FetchReply, LeaderEpochEnd, LeaderSnapshot,
@@ -85,8 +85,7 @@ pub(crate) struct PartitionLeader {
     idle_reported: bool,
     /// When each follower last fetched; one not seen lately is woken on append.
     follower_seen: BTreeMap<BrokerId, Instant>,
-    checkpointed_hw: u64,
-    last_checkpoint: Instant,
+    checkpoint: HwCheckpoint,
 }
 
 impl PartitionLeader {
@@ -118,7 +117,7 @@ impl PartitionLeader {
             min_insync,
             broker,
             generation,
-            checkpointed_hw: repl.high_watermark(),
+            checkpoint: HwCheckpoint::new(repl.high_watermark()),
             repl,
             topic,
             shared,
@@ -129,7 +128,6 @@ impl PartitionLeader {
             last_activity: t,
             idle_reported: false,
             follower_seen: BTreeMap::new(),
-            last_checkpoint: t,
         })
     }
 
@@ -275,13 +273,7 @@ impl PartitionLeader {
         }
         self.serve_parked(false);
         let stale = self.shared.config.replica_fetch_wait_max * 2;
-        let followers: Vec<BrokerId> = self
-            .current_meta()
-            .map(|m| m.replicas)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|b| *b != self.shared.id)
-            .collect();
+        let followers: Vec<BrokerId> = self.repl.followers().collect();
         for f in followers {
             let recent = self
                 .follower_seen
@@ -335,20 +327,7 @@ impl PartitionLeader {
 
     fn checkpoint(&mut self, force: bool) {
         let hw = self.repl.high_watermark();
-        let t = now();
-        let due = t.saturating_duration_since(self.last_checkpoint)
-            >= self.shared.config.high_watermark_checkpoint_interval;
-        if hw != self.checkpointed_hw && (force || due) {
-            // Fire and forget: a lost checkpoint only means a lower mark after a restart,
-            // which followers' fetches move up again.
-            drop(
-                self.shared
-                    .log
-                    .checkpoint_high_watermarks(vec![(self.pid, hw)]),
-            );
-            self.checkpointed_hw = hw;
-            self.last_checkpoint = t;
-        }
+        self.checkpoint.note(&self.shared, self.pid, hw, force);
     }
 
     /// Leaves: everything waiting is told to go to the new leader.
