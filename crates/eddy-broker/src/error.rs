@@ -155,6 +155,64 @@ pub enum BrokerError {
     /// The cluster metadata on disk cannot be read.
     #[error("cluster metadata: {0}")]
     Metadata(String),
+    /// A group request named a member the group does not have (Kafka's UNKNOWN_MEMBER_ID).
+    #[error("group {group}: unknown member {member:?}")]
+    UnknownMember {
+        /// The group.
+        group: String,
+        /// The member id the request carried.
+        member: String,
+    },
+    /// A group request carried another generation than the group's (ILLEGAL_GENERATION).
+    #[error("group {group}: generation {got} is not the current generation {current}")]
+    IllegalGeneration {
+        /// The group.
+        group: String,
+        /// The generation the request carried.
+        got: i32,
+        /// The group's generation.
+        current: i32,
+    },
+    /// The group is rebalancing: rejoin (REBALANCE_IN_PROGRESS).
+    #[error("group {0} is rebalancing")]
+    RebalanceInProgress(String),
+    /// The member's protocol type or protocols do not match the group's
+    /// (INCONSISTENT_GROUP_PROTOCOL).
+    #[error("group {group}: {reason}")]
+    InconsistentGroupProtocol {
+        /// The group.
+        group: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// A new member must join again with the member id it was given (MEMBER_ID_REQUIRED,
+    /// KIP-394).
+    #[error("group {group}: join again with member id {member}")]
+    MemberIdRequired {
+        /// The group.
+        group: String,
+        /// The id to join with.
+        member: String,
+    },
+    /// The session timeout is outside the broker's allowed range (INVALID_SESSION_TIMEOUT).
+    #[error("session timeout {got_ms} ms is outside {min_ms}..={max_ms} ms")]
+    InvalidSessionTimeout {
+        /// The timeout asked for.
+        got_ms: u64,
+        /// `group.min.session.timeout.ms`.
+        min_ms: u64,
+        /// `group.max.session.timeout.ms`.
+        max_ms: u64,
+    },
+    /// The group still has members (NON_EMPTY_GROUP).
+    #[error("group {0} still has members")]
+    NonEmptyGroup(String),
+    /// No such group (GROUP_ID_NOT_FOUND).
+    #[error("group {0} does not exist")]
+    GroupNotFound(String),
+    /// An empty or otherwise unusable group id (INVALID_GROUP_ID).
+    #[error("invalid group id {0:?}")]
+    InvalidGroupId(String),
 }
 
 /// A [`LogError`] that can be handed to many waiters (one failed commit answers every request
@@ -199,6 +257,15 @@ impl ClassifyError for BrokerError {
             BrokerError::Timeout(_) => ErrorKind::Timeout,
             BrokerError::Log(e) => e.0.kind(),
             BrokerError::Metadata(_) => ErrorKind::Corrupt,
+            BrokerError::UnknownMember { .. }
+            | BrokerError::IllegalGeneration { .. }
+            | BrokerError::InconsistentGroupProtocol { .. }
+            | BrokerError::MemberIdRequired { .. }
+            | BrokerError::InvalidSessionTimeout { .. }
+            | BrokerError::NonEmptyGroup(_)
+            | BrokerError::InvalidGroupId(_) => ErrorKind::Invalid,
+            BrokerError::GroupNotFound(_) => ErrorKind::NotFound,
+            BrokerError::RebalanceInProgress(_) => ErrorKind::Unavailable,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`replication`]: a leader's follower positions, ISR and high watermark; pure.
 //! - [`partitioner`]: Kafka's murmur2 key hashing and sticky round-robin; pure.
 //! - [`producers`]: idempotent producers' sequence table (duplicates, gaps, fencing); pure.
+//! - [`group`]: a consumer group's membership (join, sync, heartbeat, leave, sessions,
+//!   generations), Kafka's classic group protocol; pure.
 //! - `actors`: `Controller` (metadata writer, elections), `Broker` (routing, on-demand partition
 //!   actors), `PartitionLeader`, `PartitionFollower`; one actor per file.
 //! - [`messages`]: what the actors exchange. [`config`]: cluster and topic settings.
@@ -46,6 +48,7 @@
 mod actors;
 pub mod config;
 mod error;
+pub mod group;
 pub mod messages;
 pub mod metadata;
 pub mod partitioner;
