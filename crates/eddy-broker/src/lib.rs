@@ -11,6 +11,8 @@
 //! - [`producers`]: idempotent producers' sequence table (duplicates, gaps, fencing); pure.
 //! - [`group`]: a consumer group's membership (join, sync, heartbeat, leave, sessions,
 //!   generations), Kafka's classic group protocol; pure.
+//! - [`offsets`]: what groups keep in `__consumer_offsets` (keys, values, the group's
+//!   partition as Kafka picks it, the latest value per key); pure.
 //! - `actors`: `Controller` (metadata writer, elections), `Broker` (routing, on-demand partition
 //!   actors), `PartitionLeader`, `PartitionFollower`; one actor per file.
 //! - [`messages`]: what the actors exchange. [`config`]: cluster and topic settings.
@@ -51,6 +53,7 @@ mod error;
 pub mod group;
 pub mod messages;
 pub mod metadata;
+pub mod offsets;
 pub mod partitioner;
 pub mod producers;
 pub mod replication;
