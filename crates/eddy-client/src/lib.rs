@@ -9,6 +9,8 @@
 //!   [`ProducerRecord`], [`Delivery`]).
 //! - [`accumulator`]: per-partition batches closed by `batch.size` or `linger.ms`,
 //!   `buffer.memory` accounting, `max.in.flight` per partition.
+//! - [`assignor`]: Kafka's `range` and `roundrobin` partition assignors (for the embedded
+//!   consumer's group leader, to come); pure.
 //! - [`ClientError`]: the crate's one error type.
 //!
 //! ```
@@ -24,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod accumulator;
+pub mod assignor;
 mod error;
 pub mod producer;
 
