@@ -7,6 +7,7 @@ use eddy_log::LogConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
+use crate::group::GroupConfig;
 
 /// Settings of a cluster: its brokers, topic defaults, and replication timings.
 #[derive(Debug, Clone)]
@@ -44,6 +45,17 @@ pub struct ClusterConfig {
     pub retention_check_interval: Duration,
     /// Storage settings of every broker's log directory.
     pub log: LogConfig,
+    /// Consumer-group timings (`group.initial.rebalance.delay.ms`, session bounds).
+    pub group: GroupConfig,
+    /// Partitions of `__consumer_offsets`, fixed when it is created on first group use
+    /// (`offsets.topic.num.partitions`, Kafka's default 50).
+    pub offsets_partitions: u32,
+    /// Replicas of each `__consumer_offsets` partition, capped at the number of brokers
+    /// (`offsets.topic.replication.factor`, default 3).
+    pub offsets_replication_factor: u32,
+    /// A `__consumer_offsets` partition is compacted (its live keys rewritten and the older
+    /// records deleted) once it holds this many more records than live keys.
+    pub offsets_compact_after: u64,
 }
 
 impl ClusterConfig {
@@ -64,6 +76,10 @@ impl ClusterConfig {
             high_watermark_checkpoint_interval: Duration::from_secs(5),
             retention_check_interval: Duration::from_secs(300),
             log: LogConfig::default(),
+            group: GroupConfig::default(),
+            offsets_partitions: 50,
+            offsets_replication_factor: 3,
+            offsets_compact_after: 10_000,
         }
     }
 
@@ -91,6 +107,12 @@ impl ClusterConfig {
         }
         if self.topic_defaults.partitions == 0 {
             return bad("default partitions must be at least 1".into());
+        }
+        if self.offsets_partitions == 0 || self.offsets_replication_factor == 0 {
+            return bad("__consumer_offsets needs at least 1 partition and 1 replica".into());
+        }
+        if self.group.min_session_timeout > self.group.max_session_timeout {
+            return bad("the group min session timeout exceeds the max".into());
         }
         if self.broker_session_timeout <= self.broker_heartbeat_interval {
             return bad("broker session timeout must exceed the heartbeat interval".into());

@@ -213,6 +213,25 @@ pub enum BrokerError {
     /// An empty or otherwise unusable group id (INVALID_GROUP_ID).
     #[error("invalid group id {0:?}")]
     InvalidGroupId(String),
+    /// The broker asked does not coordinate the group (NOT_COORDINATOR): the leadership of
+    /// its `__consumer_offsets` partition moved. Find the coordinator again and retry.
+    #[error("{broker} is not the coordinator of group {group}")]
+    NotCoordinator {
+        /// The group.
+        group: String,
+        /// The broker asked.
+        broker: BrokerId,
+    },
+    /// The coordinator is still loading the group's partition of `__consumer_offsets`
+    /// (COORDINATOR_LOAD_IN_PROGRESS); retry shortly.
+    #[error("the coordinator of group {0} is still loading its offsets")]
+    CoordinatorLoading(String),
+    /// Records could not be encoded as a Kafka record batch.
+    #[error("cannot encode records: {0}")]
+    Encode(String),
+    /// Stored or received bytes are not valid record batches.
+    #[error("cannot decode records: {0}")]
+    Decode(String),
 }
 
 /// A [`LogError`] that can be handed to many waiters (one failed commit answers every request
@@ -266,6 +285,10 @@ impl ClassifyError for BrokerError {
             | BrokerError::InvalidGroupId(_) => ErrorKind::Invalid,
             BrokerError::GroupNotFound(_) => ErrorKind::NotFound,
             BrokerError::RebalanceInProgress(_) => ErrorKind::Unavailable,
+            BrokerError::NotCoordinator { .. } => ErrorKind::NotLeader,
+            BrokerError::CoordinatorLoading(_) => ErrorKind::Unavailable,
+            BrokerError::Encode(_) => ErrorKind::Internal,
+            BrokerError::Decode(_) => ErrorKind::Corrupt,
         }
     }
 }

@@ -49,6 +49,7 @@
 
 mod actors;
 pub mod config;
+pub mod consumer_protocol;
 mod error;
 pub mod group;
 pub mod messages;
@@ -56,6 +57,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod partitioner;
 pub mod producers;
+pub mod records;
 pub mod replication;
 
 use std::sync::Arc;
@@ -316,6 +318,191 @@ impl Cluster {
         self.controller.send(messages::InitProducerId).await?
     }
 
+    /// Creates `__consumer_offsets` if it does not exist yet (on first group use, as Kafka
+    /// does) and answers its partition count.
+    async fn offsets_topic(&self) -> Result<u32, BrokerError> {
+        if let Ok(t) = self.metadata().topic(offsets::OFFSETS_TOPIC) {
+            return Ok(t.partitions.len() as u32);
+        }
+        let replicas = self
+            .config
+            .offsets_replication_factor
+            .min(self.config.brokers);
+        let topic = NewTopic::new(offsets::OFFSETS_TOPIC)
+            .partitions(self.config.offsets_partitions)
+            .replication_factor(replicas)
+            .retention_ms(None)
+            .retention_bytes(None);
+        match self.create_topic(topic).await {
+            Ok(t) => Ok(t.partitions.len() as u32),
+            Err(BrokerError::TopicExists(_)) => Ok(self
+                .metadata()
+                .topic(offsets::OFFSETS_TOPIC)?
+                .partitions
+                .len() as u32),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The broker coordinating `group` now: the leader of its `__consumer_offsets` partition.
+    pub async fn coordinator(&self, group: &str) -> Result<BrokerId, BrokerError> {
+        let n = self.offsets_topic().await?;
+        let index = offsets::partition_for_group(group, n);
+        let m = self.metadata();
+        m.partition(offsets::OFFSETS_TOPIC, index)?
+            .leader
+            .ok_or_else(|| BrokerError::CoordinatorLoading(group.to_owned()))
+    }
+
+    /// Sends a request to `group`'s coordinator (Kafka's JoinGroup, SyncGroup, Heartbeat,
+    /// LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, DeleteGroups), finding it again
+    /// while it moves or loads, for up to 30 s.
+    pub async fn group(
+        &self,
+        group: &str,
+        op: messages::GroupOp,
+    ) -> Result<messages::GroupReply, BrokerError> {
+        if group.is_empty() {
+            return Err(BrokerError::InvalidGroupId(group.to_owned()));
+        }
+        let deadline = tokio::time::Instant::now() + ROUTING_RETRY_FOR;
+        loop {
+            let attempt = async {
+                let broker = self.coordinator(group).await?;
+                let addr = self
+                    .directory
+                    .get(broker)
+                    .ok_or(BrokerError::BrokerNotAvailable(broker))?;
+                addr.send(messages::GroupRequest {
+                    group: group.to_owned(),
+                    op: op.clone(),
+                })
+                .await?
+            }
+            .await;
+            match attempt {
+                Err(
+                    e @ (BrokerError::NotCoordinator { .. }
+                    | BrokerError::CoordinatorLoading(_)
+                    | BrokerError::BrokerNotAvailable(_)
+                    | BrokerError::LeaderNotAvailable { .. }
+                    | BrokerError::Stopped(_)),
+                ) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(ROUTING_BACKOFF).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A group as `kafka-consumer-groups --describe` shows it: state, members and their
+    /// assignments, and per partition the committed offset, the log end (high watermark) and
+    /// the lag.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupOverview, BrokerError> {
+        let messages::GroupReply::Described(d) =
+            self.group(group, messages::GroupOp::Describe).await?
+        else {
+            return Err(BrokerError::Stopped("unexpected reply to describe".into()));
+        };
+        let mut owners: std::collections::BTreeMap<(String, u32), String> = Default::default();
+        let mut members = Vec::with_capacity(d.members.len());
+        for m in &d.members {
+            let assignment = consumer_protocol::Assignment::decode(m.assignment.clone())
+                .map(|a| a.partitions)
+                .unwrap_or_default();
+            for (t, ps) in &assignment {
+                for p in ps {
+                    owners.insert((t.clone(), *p), m.id.clone());
+                }
+            }
+            members.push(MemberOverview {
+                member_id: m.id.clone(),
+                client_id: m.client_id.clone(),
+                host: m.client_host.clone(),
+                assignment,
+            });
+        }
+        let committed: std::collections::BTreeMap<(String, u32), i64> = d
+            .offsets
+            .iter()
+            .map(|(t, p, o)| ((t.clone(), *p), *o))
+            .collect();
+        let mut keys: Vec<(String, u32)> = owners.keys().cloned().collect();
+        keys.extend(committed.keys().cloned());
+        keys.sort();
+        keys.dedup();
+        let mut partitions = Vec::with_capacity(keys.len());
+        for (topic, partition) in keys {
+            let committed = committed.get(&(topic.clone(), partition)).copied();
+            let log_end = self
+                .list_offsets(&topic, partition, None)
+                .await
+                .ok()
+                .map(|o| o.high_watermark);
+            let lag = match (committed, log_end) {
+                (Some(c), Some(e)) => Some(e.saturating_sub(c.max(0) as u64)),
+                _ => None,
+            };
+            partitions.push(PartitionLag {
+                member_id: owners.get(&(topic.clone(), partition)).cloned(),
+                topic,
+                partition,
+                committed,
+                log_end,
+                lag,
+            });
+        }
+        Ok(GroupOverview {
+            group: d.group,
+            state: d.state,
+            generation: d.generation,
+            protocol: d.protocol,
+            members,
+            partitions,
+        })
+    }
+
+    /// Every group, with its state, from every running broker's coordinators.
+    pub async fn list_groups(&self) -> Result<Vec<(String, group::GroupState)>, BrokerError> {
+        if self.metadata().topic(offsets::OFFSETS_TOPIC).is_err() {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::Instant::now() + ROUTING_RETRY_FOR;
+        'again: loop {
+            let mut out = Vec::new();
+            for b in 0..self.config.brokers {
+                let Some(addr) = self.directory.get(BrokerId(b)) else {
+                    continue;
+                };
+                match addr.send(messages::ListGroups).await? {
+                    Ok(groups) => out.extend(groups),
+                    Err(e @ BrokerError::CoordinatorLoading(_)) => {
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(e);
+                        }
+                        tokio::time::sleep(ROUTING_BACKOFF).await;
+                        continue 'again;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out.dedup_by(|a, b| a.0 == b.0);
+            return Ok(out);
+        }
+    }
+
+    /// Deletes an empty group and its committed offsets (NON_EMPTY_GROUP while it has
+    /// members).
+    pub async fn delete_group(&self, group: &str) -> Result<(), BrokerError> {
+        self.group(group, messages::GroupOp::Delete)
+            .await
+            .map(|_| ())
+    }
+
     /// Stops a broker as a crash would: its partitions fail over to other in-sync replicas.
     pub async fn stop_broker(&self, broker: BrokerId) -> Result<(), BrokerError> {
         self.controller.send(StopBroker(broker)).await?
@@ -364,6 +551,53 @@ impl Cluster {
     pub async fn shutdown(&self) {
         let _ = self.controller.send(ShutdownCluster).await;
     }
+}
+
+/// A group as `kafka-consumer-groups --describe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupOverview {
+    /// The group id.
+    pub group: String,
+    /// Its state.
+    pub state: group::GroupState,
+    /// Its generation.
+    pub generation: i32,
+    /// The assignor in use.
+    pub protocol: Option<String>,
+    /// Its members.
+    pub members: Vec<MemberOverview>,
+    /// Every partition assigned or with a committed offset.
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberOverview {
+    /// Its member id.
+    pub member_id: String,
+    /// Its client id.
+    pub client_id: String,
+    /// Where it connects from.
+    pub host: String,
+    /// Its partitions by topic (empty if its assignment is not the consumer protocol's).
+    pub assignment: Vec<(String, Vec<u32>)>,
+}
+
+/// A group's position on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionLag {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The member it is assigned to.
+    pub member_id: Option<String>,
+    /// The committed offset (the next record to read).
+    pub committed: Option<i64>,
+    /// The partition's high watermark (what consumers can read up to).
+    pub log_end: Option<u64>,
+    /// `log_end - committed`.
+    pub lag: Option<u64>,
 }
 
 /// A cluster running on its own thread with its own actix system: the way to embed Eddy in a

@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use crate::config::NewTopic;
 use crate::error::BrokerError;
+use crate::group::{GroupState, JoinRequest, JoinResult, MemberInfo, SyncResult};
 use crate::metadata::TopicMeta;
+use crate::offsets::CommittedOffset;
 use crate::replication::ReplicationSnapshot;
 
 /// Appends record batches (Kafka RecordBatch v2 bytes) to a partition; answered once
@@ -360,3 +362,102 @@ pub struct LeaderSnapshot {
     /// `acks=all` requests waiting for the high watermark.
     pub waiting_acks: usize,
 }
+
+/// A request to a consumer group's coordinator: the broker leading the group's partition of
+/// `__consumer_offsets`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<GroupReply, BrokerError>")]
+pub struct GroupRequest {
+    /// The group id.
+    pub group: String,
+    /// What is asked.
+    pub op: GroupOp,
+}
+
+/// The group requests of Kafka's classic protocol, plus the admin ones.
+#[derive(Debug, Clone)]
+pub enum GroupOp {
+    /// JoinGroup.
+    Join(JoinRequest),
+    /// SyncGroup; the leader's carries every member's assignment.
+    Sync {
+        /// The member.
+        member: String,
+        /// Its generation.
+        generation: i32,
+        /// The leader's assignments by member id.
+        assignments: Option<Vec<(String, Bytes)>>,
+    },
+    /// Heartbeat.
+    Heartbeat {
+        /// The member.
+        member: String,
+        /// Its generation.
+        generation: i32,
+    },
+    /// LeaveGroup, for one or more members.
+    Leave {
+        /// The members leaving.
+        members: Vec<String>,
+    },
+    /// OffsetCommit. A standalone consumer sends an empty member id and generation -1.
+    Commit {
+        /// The member.
+        member: String,
+        /// Its generation.
+        generation: i32,
+        /// `(topic, partition, offset)`.
+        offsets: Vec<(String, u32, CommittedOffset)>,
+    },
+    /// OffsetFetch: the given partitions, or all the group has (`None`).
+    FetchOffsets {
+        /// Which partitions.
+        partitions: Option<Vec<(String, u32)>>,
+    },
+    /// DescribeGroups (members, assignments, state) with the committed offsets.
+    Describe,
+    /// DeleteGroups: an empty group and its offsets.
+    Delete,
+}
+
+/// A coordinator's answer.
+#[derive(Debug, Clone)]
+pub enum GroupReply {
+    /// To a join.
+    Joined(JoinResult),
+    /// To a sync.
+    Synced(SyncResult),
+    /// To a heartbeat, leave, commit or delete.
+    Done,
+    /// To a fetch of offsets: `(topic, partition, committed)`.
+    Offsets(Vec<(String, u32, Option<CommittedOffset>)>),
+    /// To a describe.
+    Described(GroupDescription),
+}
+
+/// A group as its coordinator knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group: String,
+    /// Its state (`Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable`, `Dead`).
+    pub state: GroupState,
+    /// Its generation.
+    pub generation: i32,
+    /// The protocol type (`consumer` for Kafka consumers).
+    pub protocol_type: Option<String>,
+    /// The chosen assignor.
+    pub protocol: Option<String>,
+    /// The leader's member id.
+    pub leader: Option<String>,
+    /// The members, with their assignments (opaque bytes; see `consumer_protocol`).
+    #[serde(skip)]
+    pub members: Vec<MemberInfo>,
+    /// Committed offsets: `(topic, partition, offset)`.
+    pub offsets: Vec<(String, u32, i64)>,
+}
+
+/// Lists the groups a broker coordinates.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<(String, GroupState)>, BrokerError>")]
+pub struct ListGroups;

@@ -13,16 +13,19 @@ use eddy_log::LogStats;
 use eddy_types::PartitionId;
 use tracing::{debug, info, warn};
 
+use super::offsets_partition::OffsetsPartition;
 use super::partition_follower::PartitionFollower;
 use super::partition_leader::PartitionLeader;
 use super::Shared;
 use crate::error::BrokerError;
 use crate::messages::{
-    BrokerGone, BrokerSnapshot, EnsureFollower, EpochEndReply, Fetch, FetchReply, Heartbeat,
-    LeaderEpochEnd, ListOffsets, ObserveBroker, ObserveLeader, ObservePartition, OffsetsReply,
-    PartitionIdle, PartitionStopped, PartitionsChanged, PartitionsDeleted, Produce, ProduceReply,
-    Refresh, ReplicaFetchReply, ReplicateFrom, Role, SetReplicaFetching, Shutdown,
+    BrokerGone, BrokerSnapshot, EnsureFollower, EpochEndReply, Fetch, FetchReply, GroupReply,
+    GroupRequest, Heartbeat, LeaderEpochEnd, ListGroups, ListOffsets, ObserveBroker, ObserveLeader,
+    ObservePartition, OffsetsReply, PartitionIdle, PartitionStopped, PartitionsChanged,
+    PartitionsDeleted, Produce, ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role,
+    SetReplicaFetching, Shutdown,
 };
+use crate::offsets::{partition_for_group, OFFSETS_TOPIC};
 
 /// A running partition actor and how many messages the broker sent it.
 struct Running<A: Actor> {
@@ -42,6 +45,9 @@ pub struct Broker {
     gone: Recipient<BrokerGone>,
     leaders: HashMap<PartitionId, Running<PartitionLeader>>,
     followers: HashMap<PartitionId, Running<PartitionFollower>>,
+    /// The `__consumer_offsets` partitions this broker leads, each the coordinator of its
+    /// groups: by partition index, with the leader epoch it was started in.
+    coordinators: HashMap<u32, (i32, Addr<OffsetsPartition>)>,
     next_generation: u64,
     /// Log counters at the last report, for the commit-latency metric.
     last_stats: LogStats,
@@ -73,6 +79,7 @@ impl Broker {
             gone,
             leaders: HashMap::new(),
             followers: HashMap::new(),
+            coordinators: HashMap::new(),
             next_generation: 0,
             last_stats,
         }
@@ -134,6 +141,35 @@ impl Broker {
                 epoch: p.leader_epoch,
             },
         );
+        Ok(addr)
+    }
+
+    /// The coordinator of the groups on `__consumer_offsets` partition `index`, started (it
+    /// then loads the partition) if this broker leads it.
+    fn coordinator(
+        &mut self,
+        index: u32,
+        group: &str,
+        ctx: &mut Context<Self>,
+    ) -> Result<Addr<OffsetsPartition>, BrokerError> {
+        let meta = self.shared.view.snapshot();
+        let p = meta.partition(OFFSETS_TOPIC, index)?;
+        let not = || BrokerError::NotCoordinator {
+            group: group.to_owned(),
+            broker: self.shared.id,
+        };
+        if p.leader != Some(self.shared.id) {
+            return Err(not());
+        }
+        if let Some((epoch, addr)) = self.coordinators.get(&index) {
+            if *epoch == p.leader_epoch && addr.connected() {
+                return Ok(addr.clone());
+            }
+            addr.do_send(Shutdown);
+        }
+        let addr = OffsetsPartition::new(self.shared.clone(), ctx.address(), index, p.id).start();
+        self.coordinators
+            .insert(index, (p.leader_epoch, addr.clone()));
         Ok(addr)
     }
 
@@ -249,6 +285,9 @@ impl Actor for Broker {
         for r in self.followers.values() {
             r.addr.do_send(Shutdown);
         }
+        for (_, c) in self.coordinators.values() {
+            c.do_send(Shutdown);
+        }
         self.gone.do_send(BrokerGone {
             broker: self.shared.id,
             incarnation: self.incarnation,
@@ -320,6 +359,18 @@ impl Handler<PartitionsChanged> for Broker {
             let Ok(p) = meta.partition(topic.as_str(), index) else {
                 continue;
             };
+            if topic.as_str() == OFFSETS_TOPIC {
+                // A coordinator from another leader epoch must not keep answering.
+                let stale = self
+                    .coordinators
+                    .get(&index)
+                    .is_some_and(|(epoch, _)| p.leader != Some(me) || *epoch != p.leader_epoch);
+                if stale {
+                    if let Some((_, c)) = self.coordinators.remove(&index) {
+                        c.do_send(Shutdown);
+                    }
+                }
+            }
             if let Some(r) = self.leaders.get_mut(&p.id) {
                 r.sent += 1;
                 r.addr.do_send(Refresh);
@@ -447,6 +498,54 @@ impl Handler<ObservePartition> for Broker {
                 Some(a) => a.send(ObserveLeader).await.ok(),
                 None => None,
             }
+        })
+    }
+}
+
+impl Handler<GroupRequest> for Broker {
+    type Result = ResponseFuture<Result<GroupReply, BrokerError>>;
+
+    fn handle(&mut self, msg: GroupRequest, ctx: &mut Context<Self>) -> Self::Result {
+        let partitions = self
+            .shared
+            .view
+            .snapshot()
+            .topic(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as u32);
+        let coordinator = partitions.and_then(|n| {
+            let index = partition_for_group(&msg.group, n);
+            self.coordinator(index, &msg.group, ctx)
+        });
+        Box::pin(async move { coordinator?.send(msg).await? })
+    }
+}
+
+impl Handler<ListGroups> for Broker {
+    type Result = ResponseFuture<Result<Vec<(String, crate::group::GroupState)>, BrokerError>>;
+
+    fn handle(&mut self, msg: ListGroups, ctx: &mut Context<Self>) -> Self::Result {
+        let meta = self.shared.view.snapshot();
+        let me = self.shared.id;
+        let led: Vec<u32> = meta
+            .topic(OFFSETS_TOPIC)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.leader == Some(me))
+                    .map(|p| p.index)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let shards: Vec<_> = led
+            .into_iter()
+            .filter_map(|i| self.coordinator(i, "", ctx).ok())
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for s in shards {
+                out.extend(s.send(msg).await??);
+            }
+            Ok(out)
         })
     }
 }

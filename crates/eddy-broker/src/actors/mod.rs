@@ -16,6 +16,8 @@ use crate::producers::{BatchIdentity, ProducerTable};
 
 pub(crate) mod broker;
 pub(crate) mod controller;
+pub(crate) mod group_coordinator;
+pub(crate) mod offsets_partition;
 pub(crate) mod partition_follower;
 pub(crate) mod partition_leader;
 

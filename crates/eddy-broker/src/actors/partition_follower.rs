@@ -235,6 +235,7 @@ impl PartitionFollower {
 
     fn fetched(&mut self, reply: ReplicaFetchReply, ctx: &mut Context<Self>) {
         let t = now();
+        self.follow_log_start(reply.log_start);
         if reply.records.is_empty() {
             self.note_high_watermark(reply.high_watermark, None);
             let idle = t.saturating_duration_since(self.last_data)
@@ -294,6 +295,19 @@ impl PartitionFollower {
                 }
             }
         }));
+    }
+
+    /// Moves this replica's log start up to the leader's (records deleted there, by
+    /// DeleteRecords or compaction, go here too; retention runs on each broker anyway).
+    fn follow_log_start(&mut self, leader_start: u64) {
+        let Ok(o) = self.shared.log.offsets(self.pid) else {
+            return;
+        };
+        let target = leader_start.min(o.log_end);
+        if target > o.log_start {
+            // Fire and forget: the writer thread orders it with the appends.
+            let _pending = self.shared.log.delete_records_before(self.pid, target);
+        }
     }
 
     /// The follower's high watermark is the leader's, capped at its own log end; it is

@@ -272,6 +272,12 @@ impl PartitionLeader {
             self.high_watermark_moved();
         }
         self.serve_parked(false);
+        self.wake_followers(t);
+    }
+
+    /// Starts (through their brokers) the followers not seen fetching lately: they run on
+    /// demand and would not otherwise learn there is something to copy.
+    fn wake_followers(&mut self, t: Instant) {
         let stale = self.shared.config.replica_fetch_wait_max * 2;
         let followers: Vec<BrokerId> = self.repl.followers().collect();
         for f in followers {
@@ -367,6 +373,11 @@ impl PartitionLeader {
             }
         }
         self.serve_parked(true);
+        // Records not yet committed (a new leader's, or one restarted) need the followers,
+        // even when no new append comes to wake them.
+        if self.repl.high_watermark() < self.repl.log_end() {
+            self.wake_followers(t);
+        }
         if let Some(isr) = self.repl.check_lag(t) {
             self.propose_isr(isr, ctx);
         }
