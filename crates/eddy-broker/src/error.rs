@@ -252,6 +252,14 @@ impl From<actix::MailboxError> for BrokerError {
     }
 }
 
+impl BrokerError {
+    /// Whether a fetch asked for an offset outside the partition's log (Kafka's
+    /// OFFSET_OUT_OF_RANGE): a consumer resets its position by `auto.offset.reset`.
+    pub fn is_offset_out_of_range(&self) -> bool {
+        matches!(self, BrokerError::Log(e) if matches!(*e.0, LogError::OffsetOutOfRange { .. }))
+    }
+}
+
 impl ClassifyError for BrokerError {
     fn kind(&self) -> ErrorKind {
         match self {

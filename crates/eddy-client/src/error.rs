@@ -44,6 +44,30 @@ pub enum ClientError {
     /// The settings are inconsistent.
     #[error("invalid client settings: {0}")]
     InvalidConfig(String),
+    /// A partition has no committed offset and `auto.offset.reset` is `none`.
+    #[error("{topic}-{partition}: no committed offset and auto.offset.reset is none")]
+    NoOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// The partition is not assigned to this consumer.
+    #[error("{topic}-{partition} is not assigned to this consumer")]
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// The group rebalanced since this member's generation: the commit was refused and the
+    /// partitions may belong to another member now (Kafka's CommitFailedException). The
+    /// consumer rejoins at its next poll.
+    #[error("commit refused: {0}")]
+    CommitFailed(BrokerError),
+    /// The call does not fit the consumer's state (e.g. `assign` while subscribed).
+    #[error("{0}")]
+    IllegalState(String),
     /// The client was closed, or its actor stopped, before answering.
     #[error("the client is closed")]
     Closed,
@@ -59,6 +83,9 @@ impl ClassifyError for ClientError {
                 ErrorKind::Invalid
             }
             ClientError::Encode(_) => ErrorKind::Internal,
+            ClientError::NoOffset { .. } | ClientError::NotAssigned { .. } => ErrorKind::NotFound,
+            ClientError::CommitFailed(e) => e.kind(),
+            ClientError::IllegalState(_) => ErrorKind::Invalid,
             ClientError::Closed => ErrorKind::Unavailable,
         }
     }

@@ -56,6 +56,24 @@ pub const PRODUCER_BATCH_BYTES: &str = "eddy_producer_batch_bytes";
 
 /// Batches the embedded producer sent again after a retriable failure. Labels: `topic`.
 pub const PRODUCER_RETRIES: &str = "eddy_producer_retries_total";
+/// A partition's high watermark, set by its leader as it moves. Labels: `topic`, `partition`.
+/// With [`GROUP_COMMITTED_OFFSET`] it gives every group's lag in PromQL, whatever the client.
+pub const PARTITION_HIGH_WATERMARK: &str = "eddy_partition_high_watermark";
+/// Consumer groups that completed a rebalance into a new generation (at the coordinator).
+/// Labels: `group`.
+pub const GROUP_REBALANCES: &str = "eddy_group_rebalances_total";
+/// Offset commit requests written to `__consumer_offsets` (at the coordinator). Labels: `group`.
+pub const GROUP_OFFSET_COMMITS: &str = "eddy_group_offset_commits_total";
+/// The offset a group last committed for a partition. Labels: `group`, `topic`, `partition`.
+pub const GROUP_COMMITTED_OFFSET: &str = "eddy_group_committed_offset";
+/// An embedded consumer's lag: the high watermark minus its fetch position, at its last
+/// fetch. Labels: `group` (empty without one), `topic`, `partition`.
+pub const CONSUMER_LAG: &str = "eddy_consumer_lag_records";
+/// Rebalances an embedded consumer went through (each join into a generation).
+/// Labels: `group`.
+pub const CONSUMER_REBALANCES: &str = "eddy_consumer_rebalances_total";
+/// Offset commits an embedded consumer made (by hand or automatic). Labels: `group`.
+pub const CONSUMER_COMMITS: &str = "eddy_consumer_commits_total";
 
 /// What kind of metric a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +211,48 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "batches the embedded producer sent again after a retriable failure",
+    ),
+    m(
+        PARTITION_HIGH_WATERMARK,
+        Kind::Gauge,
+        Unit::Count,
+        "a partition's high watermark, set by its leader",
+    ),
+    m(
+        GROUP_REBALANCES,
+        Kind::Counter,
+        Unit::Count,
+        "rebalances a group completed into a new generation, at its coordinator",
+    ),
+    m(
+        GROUP_OFFSET_COMMITS,
+        Kind::Counter,
+        Unit::Count,
+        "offset commit requests a group's coordinator wrote",
+    ),
+    m(
+        GROUP_COMMITTED_OFFSET,
+        Kind::Gauge,
+        Unit::Count,
+        "the offset a group last committed for a partition",
+    ),
+    m(
+        CONSUMER_LAG,
+        Kind::Gauge,
+        Unit::Count,
+        "an embedded consumer's lag behind the high watermark, per partition",
+    ),
+    m(
+        CONSUMER_REBALANCES,
+        Kind::Counter,
+        Unit::Count,
+        "rebalances an embedded consumer went through",
+    ),
+    m(
+        CONSUMER_COMMITS,
+        Kind::Counter,
+        Unit::Count,
+        "offset commits made by embedded consumers",
     ),
 ];
 

@@ -28,6 +28,8 @@ pub(crate) struct GroupCoordinator {
     joins: HashMap<String, oneshot::Sender<Result<JoinResult, BrokerError>>>,
     syncs: HashMap<String, oneshot::Sender<Result<SyncResult, BrokerError>>>,
     timer: Option<(Instant, SpawnHandle)>,
+    /// The generation last counted in `eddy_group_rebalances_total`.
+    counted_generation: i32,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -48,6 +50,7 @@ fn now() -> Instant {
 impl GroupCoordinator {
     pub(crate) fn new(group: Group, partition: Addr<OffsetsPartition>) -> GroupCoordinator {
         GroupCoordinator {
+            counted_generation: group.generation(),
             group,
             partition,
             joins: HashMap::new(),
@@ -58,6 +61,11 @@ impl GroupCoordinator {
 
     /// Delivers the machine's answers, persists a membership change, re-arms the timer.
     fn settle(&mut self, ctx: &mut Context<Self>) {
+        if self.group.generation() > self.counted_generation {
+            self.counted_generation = self.group.generation();
+            metrics::counter!(eddy_metrics::GROUP_REBALANCES, "group" => self.group.id().to_owned())
+                .increment(1);
+        }
         for answer in self.group.take_answers() {
             match answer {
                 Answer::Join { member, result } => {
@@ -164,7 +172,7 @@ impl GroupCoordinator {
                     return ready(Err(e));
                 }
                 let group = self.group.id().to_owned();
-                let records = offsets
+                let records: Vec<_> = offsets
                     .into_iter()
                     .map(|(topic, partition, offset)| {
                         (
@@ -177,9 +185,34 @@ impl GroupCoordinator {
                         )
                     })
                     .collect();
+                let gauges: Vec<(metrics::Gauge, i64)> = records
+                    .iter()
+                    .filter_map(|(key, value)| match (key, value) {
+                        (
+                            OffsetsKey::Offset {
+                                topic, partition, ..
+                            },
+                            Some(OffsetsValue::Offset(o)),
+                        ) => Some((
+                            metrics::gauge!(
+                                eddy_metrics::GROUP_COMMITTED_OFFSET,
+                                "group" => group.clone(),
+                                "topic" => topic.clone(),
+                                "partition" => partition.to_string()
+                            ),
+                            o.offset,
+                        )),
+                        _ => None,
+                    })
+                    .collect();
                 let write = self.partition.send(Persist(records));
                 Box::pin(async move {
                     write.await??;
+                    metrics::counter!(eddy_metrics::GROUP_OFFSET_COMMITS, "group" => group)
+                        .increment(1);
+                    for (gauge, offset) in gauges {
+                        gauge.set(offset as f64);
+                    }
                     Ok(GroupReply::Done)
                 })
             }

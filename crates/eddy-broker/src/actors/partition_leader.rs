@@ -86,6 +86,8 @@ pub(crate) struct PartitionLeader {
     /// When each follower last fetched; one not seen lately is woken on append.
     follower_seen: BTreeMap<BrokerId, Instant>,
     checkpoint: HwCheckpoint,
+    /// `eddy_partition_high_watermark` for this partition (a handle: no lookup per move).
+    hw_gauge: metrics::Gauge,
 }
 
 impl PartitionLeader {
@@ -110,7 +112,13 @@ impl PartitionLeader {
             shared.config.replica_lag_time_max,
             t,
         );
+        let hw_gauge = metrics::gauge!(
+            eddy_metrics::PARTITION_HIGH_WATERMARK,
+            "topic" => topic.to_string(),
+            "partition" => meta.index.to_string()
+        );
         Ok(PartitionLeader {
+            hw_gauge,
             index: meta.index,
             pid: meta.id,
             epoch: meta.leader_epoch,
@@ -196,6 +204,7 @@ impl PartitionLeader {
     }
 
     fn high_watermark_moved(&mut self) {
+        self.hw_gauge.set(self.repl.high_watermark() as f64);
         self.release_acks();
         self.serve_parked(false);
     }
@@ -425,6 +434,7 @@ impl Actor for PartitionLeader {
     fn started(&mut self, ctx: &mut Context<Self>) {
         debug!(topic = %self.topic, partition = self.index, epoch = self.epoch, "partition leader started");
         metrics::gauge!(eddy_metrics::PARTITION_ACTORS, "role" => "leader").increment(1.0);
+        self.hw_gauge.set(self.repl.high_watermark() as f64);
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
     }
 
