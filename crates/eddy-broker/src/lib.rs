@@ -15,6 +15,7 @@
 //!   partition as Kafka picks it, the latest value per key); pure.
 //! - `actors`: `Controller` (metadata writer, elections), `Broker` (routing, on-demand partition
 //!   actors), `PartitionLeader`, `PartitionFollower`; one actor per file.
+//! - `testing` (feature `testing`): a test cluster config and paused-time actix systems.
 //! - [`messages`]: what the actors exchange. [`config`]: cluster and topic settings.
 //!   [`BrokerError`]: the crate's one error type.
 //!
@@ -59,6 +60,8 @@ pub mod partitioner;
 pub mod producers;
 pub mod records;
 pub mod replication;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

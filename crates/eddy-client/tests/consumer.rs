@@ -199,10 +199,7 @@ fn assert_exclusive(owners: &BTreeMap<i32, BTreeMap<String, Vec<TopicPartition>>
 fn test_a_single_new_member_gets_its_first_record_within_the_initial_delay() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("t").partitions(3))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "t", 3).await;
         produce(&c, "t", 1, &["first".into()]).await;
         let mut consumer = Consumer::new(&c, group_config("g")).unwrap();
         consumer.subscribe(["t"]).unwrap();
@@ -225,10 +222,7 @@ fn test_a_single_new_member_gets_its_first_record_within_the_initial_delay() {
 fn test_members_joining_leaving_and_crashing_share_partitions_and_skip_nothing() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("t").partitions(6))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "t", 6).await;
         let (tx, mut events) = mpsc::unbounded_channel();
         let mut want = BTreeSet::new();
         let mut got = BTreeMap::new();
@@ -308,10 +302,7 @@ fn test_members_joining_leaving_and_crashing_share_partitions_and_skip_nothing()
 fn test_a_silent_member_is_removed_after_its_session_timeout() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("t").partitions(4))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "t", 4).await;
         let (tx, mut events) = mpsc::unbounded_channel();
         let a = spawn_member(&c, "a", group_config("g"), &["t"], tx.clone());
         let b = spawn_member(&c, "b", group_config("g"), &["t"], tx);
@@ -347,10 +338,7 @@ fn test_a_silent_member_is_removed_after_its_session_timeout() {
 fn test_a_restart_keeps_committed_offsets() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("t").partitions(1))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "t", 1).await;
         let first: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
         produce(&c, "t", 0, &first).await;
         let mut settings = group_config("g");
@@ -384,10 +372,7 @@ fn test_a_restart_keeps_committed_offsets() {
 fn test_independent_groups_each_receive_every_record() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("room").partitions(3))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "room", 3).await;
         let want: BTreeSet<String> = produce_round(&c, "room", 3, 4, "m")
             .await
             .into_iter()
@@ -447,10 +432,7 @@ impl RebalanceListener for Calls {
 fn test_a_pattern_subscription_picks_up_new_matching_topics() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("user_alice").partitions(2))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "user_alice", 2).await;
         c.create_topic(NewTopic::new("other").partitions(1))
             .await
             .unwrap();
@@ -507,10 +489,7 @@ fn test_a_pattern_subscription_picks_up_new_matching_topics() {
 fn test_manual_assignment_seek_pause_resume_and_offset_reset() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("t").partitions(2))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "t", 2).await;
         let values: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
         produce(&c, "t", 0, &values).await;
         produce(&c, "t", 1, &values).await;
@@ -612,10 +591,7 @@ fn test_manual_assignment_seek_pause_resume_and_offset_reset() {
 fn test_a_member_that_stops_polling_leaves_and_its_late_commit_fails() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("t").partitions(2))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "t", 2).await;
         produce_round(&c, "t", 2, 3, "x").await;
         let mut config = group_config("g");
         config.enable_auto_commit = false;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use eddy_broker::records::encode_batch;
-use eddy_broker::NewTopic;
 use eddy_client::{Consumer, ConsumerConfig, OffsetReset};
 use eddy_types::Acks;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -28,10 +27,7 @@ fn test_lag_rebalances_and_commits_are_exported() {
     eddy_metrics::describe();
     let dir = tempfile::tempdir().unwrap();
     paused(async {
-        let c = start(dir.path()).await;
-        c.create_topic(NewTopic::new("t").partitions(1))
-            .await
-            .unwrap();
+        let c = start_with_topic(dir.path(), "t", 1).await;
         let batch = |n: usize| {
             let records: Vec<_> = (0..n)
                 .map(|i| (None, Some(Bytes::from(format!("v{i}")))))

@@ -1,46 +1,17 @@
 //! Helpers shared by eddy-broker's integration tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_broker::{Cluster, ClusterConfig};
-use eddy_log::{Durability, LogConfig, WriterMode};
+use eddy_broker::Cluster;
 use kafka_protocol::records::RecordBatchDecoder;
 
-/// Runs `f` in an actix system on a current-thread tokio runtime with paused time: timers fire
-/// in order as soon as every actor is waiting, so replication timeouts take no real time and
-/// runs are repeatable. The cluster's logs must use `WriterMode::Inline` (see [`config`]) so
-/// that no commit happens on another thread while time is paused.
-pub(crate) fn paused<F: Future>(f: F) -> F::Output {
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    });
-    system.block_on(f)
-}
-
-/// A 3-broker cluster in `dir` with inline, unsynced commits (tests need no power-cut safety).
-pub(crate) fn config(dir: &Path) -> ClusterConfig {
-    let mut c = ClusterConfig::new("test", dir);
-    c.log = LogConfig {
-        map_size: 1 << 26,
-        writer: WriterMode::Inline,
-        durability: Durability::Periodic {
-            interval: Duration::from_secs(3600),
-        },
-        ..LogConfig::default()
-    };
-    c
-}
+pub(crate) use eddy_broker::testing::{config, paused};
 
 pub(crate) async fn start(dir: &Path) -> Cluster {
-    Cluster::start(config(dir)).await.unwrap()
+    eddy_broker::testing::start(dir).await.unwrap()
 }
 
 /// Lets the actors run for `d` of (paused) time.

@@ -1,44 +1,23 @@
 //! Helpers for eddy-client's integration tests: a cluster on paused time.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_broker::{Cluster, ClusterConfig};
-use eddy_log::{Durability, LogConfig, WriterMode};
+use eddy_broker::Cluster;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
-/// Runs `f` in an actix system on a current-thread runtime with paused time (timers fire as
-/// soon as every task waits; see eddy-broker's tests for why the logs must be inline).
-pub(crate) fn paused<F: Future>(f: F) -> F::Output {
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    });
-    system.block_on(f)
-}
-
-/// A 3-broker cluster config in `dir` with inline, unsynced commits.
-pub(crate) fn config(dir: &Path) -> ClusterConfig {
-    let mut c = ClusterConfig::new("test", dir);
-    c.log = LogConfig {
-        map_size: 1 << 26,
-        writer: WriterMode::Inline,
-        durability: Durability::Periodic {
-            interval: Duration::from_secs(3600),
-        },
-        ..LogConfig::default()
-    };
-    c
-}
+pub(crate) use eddy_broker::testing::{config, paused};
 
 pub(crate) async fn start(dir: &Path) -> Cluster {
-    Cluster::start(config(dir)).await.unwrap()
+    eddy_broker::testing::start(dir).await.unwrap()
+}
+
+/// A started cluster with one topic of `partitions` partitions.
+pub(crate) async fn start_with_topic(dir: &Path, topic: &str, partitions: u32) -> Cluster {
+    eddy_broker::testing::start_with_topic(dir, topic, partitions)
+        .await
+        .unwrap()
 }
 
 /// One decoded record of a partition.
