@@ -520,12 +520,14 @@ impl ProducerActor {
     /// Moves waiting records into the accumulator, in order, while there is room.
     fn admit(&mut self, ctx: &mut Context<Self>) {
         let t = now();
+        // One metadata snapshot for every record admitted now, not a lookup each.
+        let metadata = self.cluster.metadata();
         while let Some(w) = self.waiting.pop_front() {
             if let Some(e) = &self.fatal {
                 let _ = w.reply.send(Err(e.clone().into()));
                 continue;
             }
-            let topic = match self.cluster.describe_topic(&w.record.topic) {
+            let topic = match metadata.topic(&w.record.topic) {
                 Ok(topic) => topic,
                 Err(BrokerError::UnknownTopic(_)) if self.cluster.config().auto_create_topics => {
                     self.create_topic(w.record.topic.clone(), ctx);
