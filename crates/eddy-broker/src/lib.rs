@@ -554,6 +554,128 @@ impl Cluster {
     pub async fn shutdown(&self) {
         let _ = self.controller.send(ShutdownCluster).await;
     }
+
+    /// Requests addressed to one broker, as its Kafka listener receives them: never
+    /// rerouted or retried, so a broker that does not lead the partition (or coordinate the
+    /// group) answers `NotLeader` (`NotCoordinator`) and the client finds the right one.
+    pub fn at(&self, broker: BrokerId) -> BrokerClient {
+        BrokerClient {
+            id: broker,
+            cluster: self.clone(),
+        }
+    }
+}
+
+/// A handle on one broker of a [`Cluster`]; see [`Cluster::at`].
+#[derive(Debug, Clone)]
+pub struct BrokerClient {
+    id: BrokerId,
+    cluster: Cluster,
+}
+
+impl BrokerClient {
+    /// The broker.
+    pub fn id(&self) -> BrokerId {
+        self.id
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn addr(&self) -> Result<Addr<Broker>, BrokerError> {
+        self.cluster
+            .directory
+            .get(self.id)
+            .ok_or(BrokerError::BrokerNotAvailable(self.id))
+    }
+
+    /// Appends batches if this broker leads the partition; `timeout` bounds the wait for
+    /// `acks=all`.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<ProduceReply, BrokerError> {
+        let msg = Produce {
+            topic: topic.to_owned(),
+            partition,
+            records,
+            acks,
+            timeout,
+        };
+        self.addr()?.send(msg).await?
+    }
+
+    /// Reads committed batches if this broker leads the partition, waiting up to
+    /// `max_wait` for `min_bytes`.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        max_wait: Duration,
+        min_bytes: usize,
+    ) -> Result<FetchReply, BrokerError> {
+        let msg = Fetch {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes,
+            max_wait,
+            min_bytes,
+        };
+        self.addr()?.send(msg).await?
+    }
+
+    /// A partition's offsets, if this broker leads it.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp: Option<i64>,
+    ) -> Result<OffsetsReply, BrokerError> {
+        let msg = ListOffsets {
+            topic: topic.to_owned(),
+            partition,
+            timestamp,
+        };
+        self.addr()?.send(msg).await?
+    }
+
+    /// A group request, if this broker coordinates the group.
+    pub async fn group(
+        &self,
+        group: &str,
+        op: messages::GroupOp,
+    ) -> Result<messages::GroupReply, BrokerError> {
+        if group.is_empty() {
+            return Err(BrokerError::InvalidGroupId(group.to_owned()));
+        }
+        let msg = messages::GroupRequest {
+            group: group.to_owned(),
+            op,
+        };
+        self.addr()?.send(msg).await?
+    }
+
+    /// The groups this broker coordinates.
+    pub async fn list_groups(&self) -> Result<Vec<(String, group::GroupState)>, BrokerError> {
+        if self
+            .cluster
+            .metadata()
+            .topic(offsets::OFFSETS_TOPIC)
+            .is_err()
+        {
+            return Ok(Vec::new());
+        }
+        self.addr()?.send(messages::ListGroups).await?
+    }
 }
 
 /// A group as `kafka-consumer-groups --describe` shows it.

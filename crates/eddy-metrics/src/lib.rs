@@ -74,6 +74,10 @@ pub const CONSUMER_LAG: &str = "eddy_consumer_lag_records";
 pub const CONSUMER_REBALANCES: &str = "eddy_consumer_rebalances_total";
 /// Offset commits an embedded consumer made (by hand or automatic). Labels: `group`.
 pub const CONSUMER_COMMITS: &str = "eddy_consumer_commits_total";
+/// Connections accepted by the Kafka listeners.
+pub const KAFKA_CONNECTIONS: &str = "eddy_kafka_connections_total";
+/// Kafka requests served, by API. Labels: `api`.
+pub const KAFKA_REQUESTS: &str = "eddy_kafka_requests_total";
 
 /// What kind of metric a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +257,18 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "offset commits made by embedded consumers",
+    ),
+    m(
+        KAFKA_CONNECTIONS,
+        Kind::Counter,
+        Unit::Count,
+        "connections accepted by the Kafka listeners",
+    ),
+    m(
+        KAFKA_REQUESTS,
+        Kind::Counter,
+        Unit::Count,
+        "Kafka requests served, by API",
     ),
 ];
 

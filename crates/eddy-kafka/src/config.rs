@@ -1,0 +1,35 @@
+//! The listener's settings.
+
+use std::time::Duration;
+
+/// How the Kafka listeners bind and what they accept.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// The address to bind (127.0.0.1).
+    pub host: String,
+    /// Broker `i` listens on `base_port + i` (9092, 9093, 9094 for three brokers); 0 gives
+    /// every broker a free port.
+    pub base_port: u16,
+    /// The host name advertised in Metadata and FindCoordinator (the bind host if `None`).
+    pub advertised_host: Option<String>,
+    /// `socket.request.max.bytes` (100 MiB): a larger size prefix closes the connection
+    /// before anything is allocated.
+    pub max_request_size: usize,
+    /// `max.connections` over all listeners (1000); more are closed at accept.
+    pub max_connections: usize,
+    /// `connections.max.idle.ms` (10 min): a connection silent this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> KafkaConfig {
+        KafkaConfig {
+            host: "127.0.0.1".into(),
+            base_port: 9092,
+            advertised_host: None,
+            max_request_size: 100 << 20,
+            max_connections: 1000,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Produce, Fetch, ListOffsets: the partition requests, each served only by the partition's
+//! leader (a request to another broker gets NOT_LEADER_OR_FOLLOWER).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_broker::messages::FetchReply;
+use eddy_broker::BrokerError;
+use eddy_types::Acks;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
+    ProduceResponse,
+};
+
+use super::{index, Ctx};
+use crate::codes;
+
+/// Produce. `None` for `acks=0`: Kafka sends no response then.
+pub(crate) async fn produce(
+    ctx: &Ctx<'_>,
+    version: i16,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = Acks::from_kafka(req.acks);
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
+    let refused = if acks.is_none() {
+        Some(E::InvalidRequiredAcks.code())
+    } else if req.transactional_id.is_some() {
+        Some(E::TransactionalIdAuthorizationFailed.code())
+    } else {
+        None
+    };
+    let mut pending = FuturesOrdered::new();
+    for topic in &req.topic_data {
+        let name = topic.name.0.to_string();
+        for p in &topic.partition_data {
+            let (name, records, pidx) = (name.clone(), p.records.clone(), p.index);
+            let broker = ctx.broker.clone();
+            pending.push_back(async move {
+                let result = match (refused, acks, index(pidx), records) {
+                    (Some(code), ..) => Err(code),
+                    (None, Some(acks), Some(p), Some(records)) => broker
+                        .produce(&name, p, records, acks, timeout)
+                        .await
+                        .map_err(|e| codes::partition(&e)),
+                    (None, _, None, _) => Err(E::UnknownTopicOrPartition.code()),
+                    (None, _, _, _) => Err(E::CorruptMessage.code()),
+                };
+                (name, pidx, result)
+            });
+        }
+    }
+    let mut topics: Vec<TopicProduceResponse> = Vec::new();
+    while let Some((name, pidx, result)) = pending.next().await {
+        let mut p = PartitionProduceResponse::default();
+        p.index = pidx;
+        p.log_append_time_ms = -1;
+        match result {
+            Ok(reply) => {
+                p.base_offset = reply.base_offset;
+                if version >= 5 {
+                    p.log_start_offset = reply.log_start;
+                }
+            }
+            Err(code) => {
+                p.error_code = code;
+                p.base_offset = -1;
+                p.log_start_offset = -1;
+            }
+        }
+        match topics.last_mut() {
+            Some(t) if t.name.0.as_str() == name => t.partition_responses.push(p),
+            _ => {
+                let mut t = TopicProduceResponse::default();
+                t.name = super::topic_name(name);
+                t.partition_responses.push(p);
+                topics.push(t);
+            }
+        }
+    }
+    if acks == Some(Acks::None) {
+        return None;
+    }
+    let mut r = ProduceResponse::default();
+    r.responses = topics;
+    Some(r)
+}
+
+/// One partition of a fetch.
+#[derive(Debug, Clone)]
+struct Wanted {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+async fn read(ctx: &Ctx<'_>, w: &Wanted, wait: Duration) -> Result<FetchReply, i16> {
+    let (Some(p), Ok(offset)) = (index(w.partition), u64::try_from(w.offset)) else {
+        return Err(if w.partition < 0 {
+            E::UnknownTopicOrPartition.code()
+        } else {
+            E::OffsetOutOfRange.code()
+        });
+    };
+    ctx.broker
+        .fetch(&w.topic, p, offset, w.max_bytes, wait, 1)
+        .await
+        .map_err(|e| codes::partition(&e))
+}
+
+async fn read_all(ctx: &Ctx<'_>, wanted: &[Wanted]) -> Vec<Result<FetchReply, i16>> {
+    let mut all: FuturesOrdered<_> = wanted
+        .iter()
+        .map(|w| read(ctx, w, Duration::ZERO))
+        .collect();
+    let mut out = Vec::with_capacity(wanted.len());
+    while let Some(r) = all.next().await {
+        out.push(r);
+    }
+    out
+}
+
+/// Fetch: every partition read at once; with fewer than `min_bytes` ready, long-polls them
+/// all until one has records or `max_wait_ms` passes, then reads again. Records are the stored
+/// batches, up to the high watermark; sessions (KIP-227) are not kept: session id 0.
+pub(crate) async fn fetch(ctx: &Ctx<'_>, version: i16, req: FetchRequest) -> FetchResponse {
+    let wanted: Vec<Wanted> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Wanted {
+                topic: t.topic.0.to_string(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+            })
+        })
+        .collect();
+    let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
+    let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
+    let mut results = read_all(ctx, &wanted).await;
+    let ready: usize = results
+        .iter()
+        .map(|r| r.as_ref().map_or(0, |f| f.records.len()))
+        .sum();
+    let failed = results.iter().any(Result::is_err);
+    if ready < min_bytes.max(1) && !max_wait.is_zero() && !failed && !wanted.is_empty() {
+        let mut waiting: FuturesUnordered<_> =
+            wanted.iter().map(|w| read(ctx, w, max_wait)).collect();
+        while let Some(r) = waiting.next().await {
+            if r.map_or(true, |f| !f.records.is_empty()) {
+                break;
+            }
+        }
+        drop(waiting);
+        results = read_all(ctx, &wanted).await;
+    }
+    let budget = usize::try_from(req.max_bytes).unwrap_or(usize::MAX);
+    let mut used = 0usize;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (w, result) in wanted.into_iter().zip(results) {
+        let mut p = PartitionData::default();
+        p.partition_index = w.partition;
+        p.preferred_read_replica = BrokerId(-1);
+        p.aborted_transactions = Some(Vec::new());
+        match result {
+            Ok(f) => {
+                p.high_watermark = f.high_watermark as i64;
+                p.last_stable_offset = f.high_watermark as i64;
+                if version >= 5 {
+                    p.log_start_offset = f.log_start as i64;
+                }
+                // The request's max_bytes: the first batches always go, later ones while
+                // they fit (the client fetches the rest next time).
+                let records = if used > 0 && used + f.records.len() > budget {
+                    Bytes::new()
+                } else {
+                    f.records
+                };
+                used += records.len();
+                p.records = Some(records);
+            }
+            Err(code) => {
+                p.error_code = code;
+                p.high_watermark = -1;
+                p.last_stable_offset = -1;
+                p.records = Some(Bytes::new());
+            }
+        }
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == w.topic => t.partitions.push(p),
+            _ => {
+                let mut t = FetchableTopicResponse::default();
+                t.topic = super::topic_name(w.topic);
+                t.partitions.push(p);
+                topics.push(t);
+            }
+        }
+    }
+    let mut r = FetchResponse::default();
+    r.responses = topics;
+    r
+}
+
+/// ListOffsets: -2 earliest (log start), -1 latest (high watermark), else the first offset
+/// at or after a timestamp.
+pub(crate) async fn list_offsets(
+    ctx: &Ctx<'_>,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let mut r = ListOffsetsPartitionResponse::default();
+            r.partition_index = p.partition_index;
+            r.timestamp = -1;
+            r.offset = -1;
+            r.leader_epoch = -1;
+            let query = (p.timestamp >= 0).then_some(p.timestamp);
+            // The leader epoch is in the answer from v4.
+            let epoch = |e: i32| if version >= 4 { e } else { -1 };
+            let result = match index(p.partition_index) {
+                Some(i) => ctx.broker.list_offsets(&name, i, query).await,
+                None => Err(BrokerError::UnknownTopic(name.clone())),
+            };
+            match (result, p.timestamp) {
+                (Ok(o), -2) => {
+                    r.offset = o.log_start as i64;
+                    r.leader_epoch = epoch(o.leader_epoch);
+                }
+                (Ok(o), -1) => {
+                    r.offset = o.high_watermark as i64;
+                    r.leader_epoch = epoch(o.leader_epoch);
+                }
+                (Ok(o), ts) if ts >= 0 => {
+                    if let Some((offset, ts)) = o.by_timestamp {
+                        r.offset = offset as i64;
+                        r.timestamp = ts;
+                        r.leader_epoch = epoch(o.leader_epoch);
+                    }
+                }
+                (Ok(_), _) => r.error_code = E::UnsupportedVersion.code(),
+                (Err(e), _) => r.error_code = codes::partition(&e),
+            }
+            partitions.push(r);
+        }
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = super::topic_name(name);
+        tr.partitions = partitions;
+        topics.push(tr);
+    }
+    let mut r = ListOffsetsResponse::default();
+    r.topics = topics;
+    r
+}

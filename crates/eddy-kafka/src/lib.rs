@@ -1,0 +1,31 @@
+//! Owns Eddy's Kafka wire protocol listener: one TCP listener per broker of a cluster, framing,
+//! request headers, the supported APIs and versions, and the mapping of every Eddy error to the
+//! Kafka error code clients expect. Message bodies are decoded and encoded by the
+//! `kafka-protocol` crate; record batches pass through as the stored bytes.
+//!
+//! # Layout
+//! - [`KafkaServer`] (`server`): binds the listeners (base port + broker index, or port 0),
+//!   accepts connections up to `max_connections`, one task per connection.
+//! - `connection`: a connection's loop: the size prefix (checked against
+//!   `max_request_size` before anything is allocated), the header, one request at a time,
+//!   answers in order (as Kafka's broker does), idle timeout.
+//! - `versions`: the APIs and versions advertised in ApiVersions, and only those are served.
+//! - `handlers`: one module per API family, each over `eddy_broker::BrokerClient` (requests
+//!   addressed to this listener's broker, never rerouted: a non-leader answers
+//!   NOT_LEADER_OR_FOLLOWER, a non-coordinator NOT_COORDINATOR).
+//! - `codes`: `BrokerError` to Kafka error codes.
+//! - [`KafkaError`]: the crate's one error type.
+#![warn(missing_docs)]
+
+mod codes;
+mod config;
+mod connection;
+mod error;
+mod handlers;
+mod server;
+mod versions;
+
+pub use config::KafkaConfig;
+pub use error::KafkaError;
+pub use server::KafkaServer;
+pub use versions::SUPPORTED;
