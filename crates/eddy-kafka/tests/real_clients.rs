@@ -4,79 +4,13 @@
 //! starts its own cluster and listeners.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use eddy_broker::{ClusterConfig, EmbeddedCluster};
-use eddy_kafka::{KafkaConfig, KafkaServer};
-use eddy_log::{Durability, LogConfig};
-
-/// A cluster with its Kafka listeners, on ports the OS picked.
-struct Server {
-    server: Option<KafkaServer>,
-    runtime: Option<tokio::runtime::Runtime>,
-    eddy: Option<EmbeddedCluster>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut config = ClusterConfig::new("it", dir);
-        config.log = LogConfig {
-            map_size: 1 << 28,
-            durability: Durability::Periodic {
-                interval: Duration::from_millis(100),
-            },
-            ..LogConfig::default()
-        };
-        config.auto_create_topics = true;
-        config.group.initial_rebalance_delay = Duration::from_millis(300);
-        let eddy = EmbeddedCluster::open(config).unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let kafka = KafkaConfig {
-            base_port: 0,
-            ..KafkaConfig::default()
-        };
-        let server = runtime
-            .block_on(KafkaServer::start(eddy.cluster(), kafka))
-            .unwrap();
-        Server {
-            server: Some(server),
-            runtime: Some(runtime),
-            eddy: Some(eddy),
-        }
-    }
-
-    fn bootstrap(&self) -> String {
-        self.server.as_ref().unwrap().bootstrap()
-    }
-
-    /// Stops listeners and cluster (all acknowledged records are committed).
-    fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            let server = self.server.take();
-            rt.block_on(async move { drop(server) });
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
-        if let Some(eddy) = self.eddy.take() {
-            eddy.shutdown();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
+use common::Server;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -320,7 +320,11 @@ pub(crate) async fn init_producer_id(
     r.producer_epoch = -1;
     r.ongoing_txn_producer_id = ProducerId(-1);
     r.ongoing_txn_producer_epoch = -1;
-    if req.transactional_id.is_some() {
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
         r.error_code = E::TransactionalIdAuthorizationFailed.code();
         return r;
     }

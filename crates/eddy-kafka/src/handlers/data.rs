@@ -32,7 +32,11 @@ pub(crate) async fn produce(
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
     let refused = if acks.is_none() {
         Some(E::InvalidRequiredAcks.code())
-    } else if req.transactional_id.is_some() {
+    } else if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
         Some(E::TransactionalIdAuthorizationFailed.code())
     } else {
         None
