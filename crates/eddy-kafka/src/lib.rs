@@ -14,9 +14,12 @@
 //!   addressed to this listener's broker, never rerouted: a non-leader answers
 //!   NOT_LEADER_OR_FOLLOWER, a non-coordinator NOT_COORDINATOR).
 //! - `codes`: `BrokerError` to Kafka error codes.
+//! - [`LazyHugeAlloc`] (`alloc`): the global allocator a process running a listener installs,
+//!   so that a hostile frame's absurd array count cannot abort it (see the module).
 //! - [`KafkaError`]: the crate's one error type.
 #![warn(missing_docs)]
 
+mod alloc;
 mod codes;
 mod config;
 mod connection;
@@ -25,6 +28,7 @@ mod handlers;
 mod server;
 mod versions;
 
+pub use alloc::{LazyHugeAlloc, HUGE};
 pub use config::KafkaConfig;
 pub use error::KafkaError;
 pub use server::KafkaServer;

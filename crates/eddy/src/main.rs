@@ -11,6 +11,10 @@ use eddy_broker::{ClusterConfig, EmbeddedCluster};
 use eddy_kafka::{KafkaConfig, KafkaServer};
 use tracing::info;
 
+/// A hostile Kafka frame's array count must not abort the process (see `LazyHugeAlloc`).
+#[global_allocator]
+static ALLOC: eddy_kafka::LazyHugeAlloc = eddy_kafka::LazyHugeAlloc;
+
 const USAGE: &str = "\
 usage: eddy serve [options]
 
