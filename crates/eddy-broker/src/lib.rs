@@ -316,6 +316,22 @@ impl Cluster {
         self.to_leader(topic, partition, msg).await
     }
 
+    /// Moves a partition's log start to `offset` (`None`: the high watermark), deleting the
+    /// records before it (Kafka's DeleteRecords); answers the new log start.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Option<u64>,
+    ) -> Result<u64, BrokerError> {
+        let msg = messages::DeleteRecords {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        };
+        self.to_leader(topic, partition, msg).await
+    }
+
     /// Allocates an idempotent producer id (persisted before it is handed out).
     pub async fn init_producer_id(&self) -> Result<messages::ProducerIdentity, BrokerError> {
         self.controller.send(messages::InitProducerId).await?
@@ -644,6 +660,42 @@ impl BrokerClient {
             topic: topic.to_owned(),
             partition,
             timestamp,
+        };
+        self.addr()?.send(msg).await?
+    }
+
+    /// DeleteRecords, if this broker leads the partition.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: Option<u64>,
+    ) -> Result<u64, BrokerError> {
+        let msg = messages::DeleteRecords {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        };
+        self.addr()?.send(msg).await?
+    }
+
+    /// Where `epoch` ends in the partition's log (Kafka's OffsetForLeaderEpoch), if this
+    /// broker leads it; `current_epoch` (the client's view of the leader epoch) fences a
+    /// stale client, `None` skips that check.
+    pub async fn epoch_end(
+        &self,
+        topic: &str,
+        partition: u32,
+        current_epoch: Option<i32>,
+        epoch: i32,
+    ) -> Result<messages::EpochEndReply, BrokerError> {
+        let meta = self.cluster.metadata();
+        let p = meta.partition(topic, partition)?;
+        let msg = messages::LeaderEpochEnd {
+            topic: meta.topic(topic)?.name.clone(),
+            partition,
+            leader_epoch: current_epoch.unwrap_or(p.leader_epoch),
+            epoch,
         };
         self.addr()?.send(msg).await?
     }

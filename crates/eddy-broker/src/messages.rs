@@ -157,6 +157,19 @@ pub struct LeaderEpochEnd {
     pub epoch: i32,
 }
 
+/// Kafka's DeleteRecords: moves a partition's log start up to `offset` (at most the high
+/// watermark; `None`: the high watermark). Answers the new log start; followers follow it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<u64, BrokerError>")]
+pub struct DeleteRecords {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// The new log start, or the high watermark.
+    pub offset: Option<u64>,
+}
+
 /// The leader's answer to [`LeaderEpochEnd`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochEndReply {

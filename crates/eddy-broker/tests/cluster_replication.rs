@@ -367,3 +367,48 @@ fn test_a_follower_cut_off_from_its_leader_leaves_the_isr_after_the_lag_time_and
         c.shutdown().await;
     });
 }
+
+#[test]
+fn test_delete_records_moves_the_log_start_on_the_leader_and_its_followers() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t").partitions(1))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            c.produce("t", 0, batch_bytes(2, i * 10, 8), Acks::All)
+                .await
+                .unwrap();
+        }
+        // Past the high watermark: refused, nothing deleted.
+        let err = c.delete_records("t", 0, Some(11)).await.unwrap_err();
+        assert!(err.is_offset_out_of_range(), "{err}");
+        assert_eq!(c.delete_records("t", 0, Some(4)).await.unwrap(), 4);
+        let o = c.list_offsets("t", 0, None).await.unwrap();
+        assert_eq!((o.log_start, o.high_watermark), (4, 10));
+        assert!(c
+            .fetch("t", 0, 0, 1 << 20)
+            .await
+            .unwrap_err()
+            .is_offset_out_of_range());
+        // Followers follow the leader's log start.
+        c.produce("t", 0, batch_bytes(1, 99, 8), Acks::All)
+            .await
+            .unwrap();
+        settle(Duration::from_secs(2)).await;
+        let pid = c.metadata().partition("t", 0).unwrap().id;
+        for b in 0..3 {
+            let start = c
+                .replica_log(BrokerId(b))
+                .unwrap()
+                .offsets(pid)
+                .unwrap()
+                .log_start;
+            assert_eq!(start, 4, "broker {b}");
+        }
+        // None: up to the high watermark.
+        assert_eq!(c.delete_records("t", 0, None).await.unwrap(), 11);
+        c.shutdown().await;
+    });
+}

@@ -226,6 +226,24 @@ async fn handle(
         ApiKey::DeleteGroups => {
             serve!(groups::delete_groups(&ctx, decode(f, key, version)?).await)
         }
+        ApiKey::CreatePartitions => {
+            serve!(admin::create_partitions(&ctx, decode(f, key, version)?).await)
+        }
+        ApiKey::DescribeConfigs => {
+            serve!(admin::describe_configs(
+                &ctx,
+                version,
+                decode(f, key, version)?
+            ))
+        }
+        ApiKey::DescribeCluster => {
+            let _: kafka_protocol::messages::DescribeClusterRequest = decode(f, key, version)?;
+            serve!(admin::describe_cluster(&ctx, version))
+        }
+        ApiKey::DeleteRecords => serve!(data::delete_records(&ctx, decode(f, key, version)?).await),
+        ApiKey::OffsetForLeaderEpoch => {
+            serve!(data::offset_for_leader_epoch(&ctx, decode(f, key, version)?).await)
+        }
         other => Err(KafkaError::BadRequest(format!("{other:?} is not served"))),
     }
 }
@@ -251,6 +269,11 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "other",
     }
 }

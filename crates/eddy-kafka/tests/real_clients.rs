@@ -109,6 +109,17 @@ fn test_confluent_group_of_three_with_a_member_leaving_and_a_resume_after_restar
 }
 
 #[test]
+fn test_confluent_admin_client_creates_describes_grows_trims_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    run(
+        script("confluent_admin.py", &[&server.bootstrap()]),
+        Duration::from_secs(120),
+    );
+    server.stop();
+}
+
+#[test]
 fn test_a_full_restart_between_produce_and_consume_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let acked = dir.path().join("acked.txt");

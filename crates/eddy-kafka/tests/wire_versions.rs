@@ -249,6 +249,92 @@ fn test_every_api_answers_at_every_advertised_version() {
             |_, r| assert_eq!(r.responses[0].error_code, 0, "{r:?}"),
         )
         .await;
+        n += sweep(
+            &mut w,
+            |v| {
+                let mut r = CreatePartitionsRequest::default();
+                let mut t = create_partitions_request::CreatePartitionsTopic::default();
+                t.name = TopicName(s("sweep-7"));
+                t.count = 3 + i32::from(v);
+                t.assignments = None;
+                r.topics = vec![t];
+                r.timeout_ms = 10_000;
+                r
+            },
+            |v, r| assert_eq!(r.results[0].error_code, 0, "v{v}: {r:?}"),
+        )
+        .await;
+        n += sweep(
+            &mut w,
+            |_| {
+                let mut r = DescribeConfigsRequest::default();
+                let mut topic = describe_configs_request::DescribeConfigsResource::default();
+                topic.resource_type = 2;
+                topic.resource_name = s("sweep-7");
+                topic.configuration_keys = None;
+                let mut broker = describe_configs_request::DescribeConfigsResource::default();
+                broker.resource_type = 4;
+                broker.resource_name = s("0");
+                broker.configuration_keys = Some(vec![s("num.partitions")]);
+                r.resources = vec![topic, broker];
+                r
+            },
+            |v, r| {
+                assert!(r.results.iter().all(|x| x.error_code == 0), "v{v}: {r:?}");
+                assert!(r.results[0]
+                    .configs
+                    .iter()
+                    .any(|c| c.name.as_str() == "retention.ms"));
+                assert_eq!(r.results[1].configs.len(), 1);
+            },
+        )
+        .await;
+        n += sweep(
+            &mut w,
+            |_| DescribeClusterRequest::default(),
+            |_, r| assert_eq!(r.brokers.len(), 3),
+        )
+        .await;
+        n += sweep(
+            &mut w,
+            |_| {
+                let mut r = DeleteRecordsRequest::default();
+                let mut t = delete_records_request::DeleteRecordsTopic::default();
+                t.name = TopicName(s("unknown-topic"));
+                let mut p = delete_records_request::DeleteRecordsPartition::default();
+                p.offset = -1;
+                t.partitions = vec![p];
+                r.topics = vec![t];
+                r
+            },
+            |_, r| {
+                assert_eq!(
+                    r.topics[0].partitions[0].error_code,
+                    E::UnknownTopicOrPartition.code()
+                )
+            },
+        )
+        .await;
+        n += sweep(
+            &mut w,
+            |_| {
+                let mut r = OffsetForLeaderEpochRequest::default();
+                let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+                t.topic = TopicName(s("unknown-topic"));
+                let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+                p.current_leader_epoch = -1;
+                t.partitions = vec![p];
+                r.topics = vec![t];
+                r
+            },
+            |_, r| {
+                assert_eq!(
+                    r.topics[0].partitions[0].error_code,
+                    E::UnknownTopicOrPartition.code()
+                )
+            },
+        )
+        .await;
         assert!(!w.closed(Duration::from_millis(100)).await);
         n
     });

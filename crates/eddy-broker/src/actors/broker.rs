@@ -19,11 +19,11 @@ use super::partition_leader::PartitionLeader;
 use super::Shared;
 use crate::error::BrokerError;
 use crate::messages::{
-    BrokerGone, BrokerSnapshot, EnsureFollower, EpochEndReply, Fetch, FetchReply, GroupReply,
-    GroupRequest, Heartbeat, LeaderEpochEnd, ListGroups, ListOffsets, ObserveBroker, ObserveLeader,
-    ObservePartition, OffsetsReply, PartitionIdle, PartitionStopped, PartitionsChanged,
-    PartitionsDeleted, Produce, ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role,
-    SetReplicaFetching, Shutdown,
+    BrokerGone, BrokerSnapshot, DeleteRecords, EnsureFollower, EpochEndReply, Fetch, FetchReply,
+    GroupReply, GroupRequest, Heartbeat, LeaderEpochEnd, ListGroups, ListOffsets, ObserveBroker,
+    ObserveLeader, ObservePartition, OffsetsReply, PartitionIdle, PartitionStopped,
+    PartitionsChanged, PartitionsDeleted, Produce, ProduceReply, Refresh, ReplicaFetchReply,
+    ReplicateFrom, Role, SetReplicaFetching, Shutdown,
 };
 use crate::offsets::{partition_for_group, OFFSETS_TOPIC};
 
@@ -328,6 +328,15 @@ impl Handler<ReplicateFrom> for Broker {
 
     fn handle(&mut self, msg: ReplicateFrom, ctx: &mut Context<Self>) -> Self::Result {
         let (topic, index) = (msg.topic.to_string(), msg.partition);
+        self.forward(&topic, index, msg, ctx)
+    }
+}
+
+impl Handler<DeleteRecords> for Broker {
+    type Result = ResponseFuture<Result<u64, BrokerError>>;
+
+    fn handle(&mut self, msg: DeleteRecords, ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.clone(), msg.partition);
         self.forward(&topic, index, msg, ctx)
     }
 }

@@ -20,9 +20,9 @@ use super::broker::Broker;
 use super::{headers, now, HwCheckpoint, Shared};
 use crate::error::BrokerError;
 use crate::messages::{
-    AlterIsr, EnsureFollower, EpochEndReply, Fetch, FetchReply, LeaderEpochEnd, LeaderSnapshot,
-    ListOffsets, ObserveLeader, OffsetsReply, PartitionIdle, PartitionStopped, Produce,
-    ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role, Shutdown,
+    AlterIsr, DeleteRecords, EnsureFollower, EpochEndReply, Fetch, FetchReply, LeaderEpochEnd,
+    LeaderSnapshot, ListOffsets, ObserveLeader, OffsetsReply, PartitionIdle, PartitionStopped,
+    Produce, ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role, Shutdown,
 };
 use crate::metadata::PartitionMeta;
 use crate::producers::{BatchIdentity, Check};
@@ -697,6 +697,35 @@ impl Handler<LeaderEpochEnd> for PartitionLeader {
             end: end.map(|(e, o)| (e, o.min(log_end))),
             log_end,
         })
+    }
+}
+
+impl Handler<DeleteRecords> for PartitionLeader {
+    type Result = ResponseFuture<Result<u64, BrokerError>>;
+
+    fn handle(&mut self, msg: DeleteRecords, _ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        let hw = self.repl.high_watermark();
+        let offset = msg.offset.unwrap_or(hw);
+        if offset > hw {
+            // Only committed records can be deleted (Kafka: OFFSET_OUT_OF_RANGE).
+            let e = self
+                .shared
+                .log
+                .offsets(self.pid)
+                .map(|o| LogError::OffsetOutOfRange {
+                    partition: self.pid,
+                    offset,
+                    log_start: o.log_start,
+                    log_end: hw,
+                });
+            let e = match e {
+                Ok(e) | Err(e) => BrokerError::from(e),
+            };
+            return Box::pin(async move { Err(e) });
+        }
+        let pending = self.shared.log.delete_records_before(self.pid, offset);
+        Box::pin(async move { Ok(pending.await?) })
     }
 }
 

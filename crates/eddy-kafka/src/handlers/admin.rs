@@ -6,15 +6,21 @@ use eddy_broker::{BrokerError, NewTopic, TopicMeta};
 use eddy_types::BrokerId as Id;
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, ProducerId,
+    ApiVersionsResponse, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, ProducerId,
 };
 
 use super::{str, topic_name, Ctx};
@@ -334,6 +340,247 @@ pub(crate) async fn init_producer_id(
             r.producer_epoch = id.epoch;
         }
         Err(e) => r.error_code = codes::admin(&e),
+    }
+    r
+}
+
+/// DescribeCluster: the live brokers and their listeners.
+pub(crate) fn describe_cluster(ctx: &Ctx<'_>, version: i16) -> DescribeClusterResponse {
+    let m = ctx.cluster().metadata();
+    let mut r = DescribeClusterResponse::default();
+    r.cluster_id = str(m.name.clone());
+    r.controller_id = BrokerId(m.alive.iter().next().map_or(-1, |b| b.0 as i32));
+    if version >= 1 {
+        r.endpoint_type = 1; // brokers
+    }
+    r.cluster_authorized_operations = i32::MIN;
+    r.brokers = m
+        .alive
+        .iter()
+        .map(|b| {
+            let (host, port) = ctx.endpoint(*b);
+            let mut d = DescribeClusterBroker::default();
+            d.broker_id = BrokerId(b.0 as i32);
+            d.host = host;
+            d.port = port;
+            d
+        })
+        .collect();
+    r
+}
+
+/// Kafka's config sources and types, as DescribeConfigs reports them.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+const BOOLEAN: i8 = 1;
+const STRING: i8 = 2;
+const INT: i8 = 3;
+const LONG: i8 = 5;
+const LIST: i8 = 7;
+
+/// A config entry: (name, value, source, type).
+type Entry = (&'static str, String, i8, i8);
+
+fn topic_configs(ctx: &Ctx<'_>, topic: &TopicMeta) -> Vec<Entry> {
+    let d = &ctx.cluster().config().topic_defaults;
+    let c = &topic.config;
+    let source = |differs: bool| {
+        if differs {
+            DYNAMIC_TOPIC_CONFIG
+        } else {
+            DEFAULT_CONFIG
+        }
+    };
+    vec![
+        (
+            "retention.ms",
+            c.retention_ms.unwrap_or(-1).to_string(),
+            source(c.retention_ms != d.retention_ms),
+            LONG,
+        ),
+        (
+            "retention.bytes",
+            c.retention_bytes.map_or(-1, |b| b as i64).to_string(),
+            source(c.retention_bytes != d.retention_bytes),
+            LONG,
+        ),
+        (
+            "min.insync.replicas",
+            c.min_insync_replicas.to_string(),
+            source(c.min_insync_replicas != d.min_insync_replicas),
+            INT,
+        ),
+        ("cleanup.policy", "delete".into(), DEFAULT_CONFIG, LIST),
+        (
+            "compression.type",
+            "producer".into(),
+            DEFAULT_CONFIG,
+            STRING,
+        ),
+    ]
+}
+
+fn broker_configs(ctx: &Ctx<'_>, broker: u32) -> Vec<Entry> {
+    let c = ctx.cluster().config();
+    let d = &c.topic_defaults;
+    let s = STATIC_BROKER_CONFIG;
+    vec![
+        ("broker.id", broker.to_string(), s, INT),
+        ("num.partitions", d.partitions.to_string(), s, INT),
+        (
+            "default.replication.factor",
+            d.replication_factor.to_string(),
+            s,
+            INT,
+        ),
+        (
+            "min.insync.replicas",
+            d.min_insync_replicas.to_string(),
+            s,
+            INT,
+        ),
+        (
+            "log.retention.ms",
+            d.retention_ms.unwrap_or(-1).to_string(),
+            s,
+            LONG,
+        ),
+        (
+            "log.retention.bytes",
+            d.retention_bytes.map_or(-1, |b| b as i64).to_string(),
+            s,
+            LONG,
+        ),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            s,
+            BOOLEAN,
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group.initial_rebalance_delay.as_millis().to_string(),
+            s,
+            INT,
+        ),
+        (
+            "offsets.topic.num.partitions",
+            c.offsets_partitions.to_string(),
+            s,
+            INT,
+        ),
+        (
+            "offsets.topic.replication.factor",
+            c.offsets_replication_factor.to_string(),
+            s,
+            INT,
+        ),
+        (
+            "socket.request.max.bytes",
+            ctx.shared.config.max_request_size.to_string(),
+            s,
+            INT,
+        ),
+    ]
+}
+
+/// DescribeConfigs for topics (type 2) and brokers (type 4). Every value is read-only here:
+/// Eddy has no AlterConfigs.
+pub(crate) fn describe_configs(
+    ctx: &Ctx<'_>,
+    version: i16,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut r = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let mut out = DescribeConfigsResult::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let name = res.resource_name.to_string();
+        let entries = match res.resource_type {
+            2 => match ctx.cluster().describe_topic(&name) {
+                Ok(t) => Ok(topic_configs(ctx, &t)),
+                Err(e) => Err((codes::admin(&e), e.to_string())),
+            },
+            4 => match name.parse::<u32>() {
+                Ok(b) if b < ctx.cluster().config().brokers => Ok(broker_configs(ctx, b)),
+                _ => Err((E::InvalidRequest.code(), format!("no broker {name:?}"))),
+            },
+            t => Err((
+                E::InvalidRequest.code(),
+                format!("resource type {t} is not supported"),
+            )),
+        };
+        match entries {
+            Ok(entries) => {
+                out.configs = entries
+                    .into_iter()
+                    .filter(|(n, ..)| {
+                        res.configuration_keys
+                            .as_ref()
+                            .is_none_or(|keys| keys.iter().any(|k| k.as_str() == *n))
+                    })
+                    .map(|(n, value, source, kind)| {
+                        let mut c = DescribeConfigsResourceResult::default();
+                        c.name = str(n);
+                        c.value = Some(str(value));
+                        c.read_only = true;
+                        c.config_source = source;
+                        if version >= 3 {
+                            c.config_type = kind;
+                        }
+                        c
+                    })
+                    .collect();
+            }
+            Err((code, message)) => {
+                out.error_code = code;
+                out.error_message = Some(str(message));
+            }
+        }
+        r.results.push(out);
+    }
+    r
+}
+
+/// CreatePartitions: grows topics to `count` partitions (placement is Eddy's).
+pub(crate) async fn create_partitions(
+    ctx: &Ctx<'_>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut r = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let mut out = CreatePartitionsTopicResult::default();
+        out.name = t.name.clone();
+        let name = t.name.0.to_string();
+        let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            Err((
+                E::InvalidRequest.code(),
+                "manual replica assignments are not supported".to_string(),
+            ))
+        } else {
+            match (u32::try_from(t.count), ctx.cluster().describe_topic(&name)) {
+                (Err(_), _) => Err((E::InvalidPartitions.code(), "count must be positive".into())),
+                (_, Err(e)) => Err((codes::admin(&e), e.to_string())),
+                (Ok(n), Ok(meta)) if n <= meta.partitions.len() as u32 => Err((
+                    E::InvalidPartitions.code(),
+                    format!("{name} has {} partitions already", meta.partitions.len()),
+                )),
+                (Ok(_), Ok(_)) if req.validate_only => Ok(()),
+                (Ok(n), Ok(_)) => ctx
+                    .cluster()
+                    .create_partitions(&name, n)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (codes::admin(&e), e.to_string())),
+            }
+        };
+        if let Err((code, message)) = outcome {
+            out.error_code = code;
+            out.error_message = Some(str(message));
+        }
+        r.results.push(out);
     }
     r
 }

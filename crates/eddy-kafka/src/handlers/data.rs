@@ -9,14 +9,21 @@ use eddy_broker::BrokerError;
 use eddy_types::Acks;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use kafka_protocol::error::ResponseError as E;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
-    ProduceResponse,
+    BrokerId, DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
 };
 
 use super::{index, Ctx};
@@ -266,5 +273,86 @@ pub(crate) async fn list_offsets(
     }
     let mut r = ListOffsetsResponse::default();
     r.topics = topics;
+    r
+}
+
+/// DeleteRecords: moves each partition's log start (offset -1: the high watermark).
+pub(crate) async fn delete_records(
+    ctx: &Ctx<'_>,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let mut r = DeleteRecordsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut out = DeleteRecordsTopicResult::default();
+        out.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = DeleteRecordsPartitionResult::default();
+            pr.partition_index = p.partition_index;
+            pr.low_watermark = -1;
+            let offset = match p.offset {
+                -1 => Ok(None),
+                o => u64::try_from(o)
+                    .map(Some)
+                    .map_err(|_| E::OffsetOutOfRange.code()),
+            };
+            let result = match (index(p.partition_index), offset) {
+                (None, _) => Err(E::UnknownTopicOrPartition.code()),
+                (_, Err(code)) => Err(code),
+                (Some(i), Ok(o)) => ctx
+                    .broker
+                    .delete_records(&name, i, o)
+                    .await
+                    .map_err(|e| codes::partition(&e)),
+            };
+            match result {
+                Ok(start) => pr.low_watermark = start as i64,
+                Err(code) => pr.error_code = code,
+            }
+            out.partitions.push(pr);
+        }
+        r.topics.push(out);
+    }
+    r
+}
+
+/// OffsetForLeaderEpoch (consumers checking for truncation, KIP-320): where each asked
+/// epoch ends in the leader's log.
+pub(crate) async fn offset_for_leader_epoch(
+    ctx: &Ctx<'_>,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut r = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let name = t.topic.0.to_string();
+        let mut out = OffsetForLeaderTopicResult::default();
+        out.topic = t.topic.clone();
+        for p in t.partitions {
+            let mut e = EpochEndOffset::default();
+            e.partition = p.partition;
+            e.leader_epoch = -1;
+            e.end_offset = -1;
+            let current = (p.current_leader_epoch >= 0).then_some(p.current_leader_epoch);
+            let result = match index(p.partition) {
+                Some(i) => ctx
+                    .broker
+                    .epoch_end(&name, i, current, p.leader_epoch)
+                    .await
+                    .map_err(|e| codes::partition(&e)),
+                None => Err(E::UnknownTopicOrPartition.code()),
+            };
+            match result {
+                Ok(reply) => {
+                    if let Some((epoch, end)) = reply.end {
+                        e.leader_epoch = epoch;
+                        e.end_offset = end as i64;
+                    }
+                }
+                Err(code) => e.error_code = code,
+            }
+            out.partitions.push(e);
+        }
+        r.topics.push(out);
+    }
     r
 }
