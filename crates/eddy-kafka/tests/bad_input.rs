@@ -236,6 +236,21 @@ fn test_garbage_and_corrupt_batches_are_refused_with_corrupt_message_and_nothing
             r.responses[0].partition_responses[0].error_code,
             E::InvalidRequiredAcks.code()
         );
+        // A broker that does not lead the partition says so, as in Kafka.
+        let other = (leader.0 as usize + 1) % 3;
+        let mut w = Wire::connect(server.addr(other)).await;
+        let r = w.request(7, &produce_req(good_batch())).await.unwrap();
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code,
+            E::NotLeaderOrFollower.code()
+        );
+        // And one that does not coordinate a group answers NOT_COORDINATOR.
+        let coordinator = cluster.coordinator("g").await.unwrap();
+        let mut w = Wire::connect(server.addr((coordinator.0 as usize + 1) % 3)).await;
+        let mut hb = HeartbeatRequest::default();
+        hb.group_id = GroupId(StrBytes::from_string("g".into()));
+        let r = w.request(4, &hb).await.unwrap();
+        assert_eq!(r.error_code, E::NotCoordinator.code());
         let _ = addr;
     });
     server.stop();

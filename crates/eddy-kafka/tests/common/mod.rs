@@ -24,6 +24,17 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(dir: &Path) -> Server {
+        Server::start_with(
+            dir,
+            KafkaConfig {
+                base_port: 0,
+                ..KafkaConfig::default()
+            },
+        )
+    }
+
+    /// With these listener settings (`base_port` should be 0).
+    pub(crate) fn start_with(dir: &Path, kafka: KafkaConfig) -> Server {
         let mut config = ClusterConfig::new("it", dir);
         config.log = LogConfig {
             map_size: 1 << 28,
@@ -40,10 +51,6 @@ impl Server {
             .enable_all()
             .build()
             .unwrap();
-        let kafka = KafkaConfig {
-            base_port: 0,
-            ..KafkaConfig::default()
-        };
         let server = runtime
             .block_on(KafkaServer::start(eddy.cluster(), kafka))
             .unwrap();

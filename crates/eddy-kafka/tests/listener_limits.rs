@@ -1,0 +1,145 @@
+//! The listener's limits: `max_connections` closes connections beyond it at accept, the idle
+//! timeout closes silent ones, and neither disturbs the connections being served.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, Wire};
+use eddy_kafka::KafkaConfig;
+use kafka_protocol::messages::ApiVersionsRequest;
+
+#[test]
+fn test_connections_beyond_the_limit_are_closed_and_a_freed_slot_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        KafkaConfig {
+            base_port: 0,
+            max_connections: 2,
+            ..KafkaConfig::default()
+        },
+    );
+    let (a0, a1) = (server.addr(0), server.addr(1));
+    server.block_on(async {
+        let mut first = Wire::connect(a0).await;
+        let mut second = Wire::connect(a1).await; // the limit spans every listener
+        for w in [&mut first, &mut second] {
+            w.request(3, &ApiVersionsRequest::default()).await.unwrap();
+        }
+        let mut third = Wire::connect(a0).await;
+        assert!(third.closed(Duration::from_secs(5)).await, "over the limit");
+        // The served ones are untouched; closing one frees its slot.
+        first
+            .request(3, &ApiVersionsRequest::default())
+            .await
+            .unwrap();
+        drop(second);
+        let mut again = None;
+        for _ in 0..50 {
+            let mut w = Wire::connect(a0).await;
+            if w.request(3, &ApiVersionsRequest::default()).await.is_ok() {
+                again = Some(w);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(again.is_some(), "a freed slot is used again");
+    });
+    server.stop();
+}
+
+#[test]
+fn test_an_idle_connection_is_closed_and_a_busy_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        KafkaConfig {
+            base_port: 0,
+            idle_timeout: Duration::from_millis(300),
+            ..KafkaConfig::default()
+        },
+    );
+    let addr = server.addr(0);
+    server.block_on(async {
+        let mut idle = Wire::connect(addr).await;
+        let mut busy = Wire::connect(addr).await;
+        for _ in 0..6 {
+            busy.request(3, &ApiVersionsRequest::default())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            idle.closed(Duration::from_secs(2)).await,
+            "idle connection kept"
+        );
+        busy.request(3, &ApiVersionsRequest::default())
+            .await
+            .unwrap();
+    });
+    server.stop();
+}
+
+#[test]
+fn test_a_long_poll_holds_up_only_its_own_connection_whose_answers_keep_their_order() {
+    use bytes::Buf;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use tokio::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cluster = server.cluster();
+    server.block_on(async {
+        cluster
+            .create_topic(eddy_broker::NewTopic::new("quiet").partitions(1))
+            .await
+            .unwrap();
+        let leader = cluster.describe_topic("quiet").unwrap().partitions[0]
+            .leader
+            .unwrap();
+        let addr = server.addr(leader.0 as usize);
+        let mut fetch = FetchRequest::default();
+        fetch.max_wait_ms = 1500;
+        fetch.min_bytes = 1;
+        fetch.max_bytes = 1 << 20;
+        let mut p = FetchPartition::default();
+        p.partition_max_bytes = 1 << 20;
+        let mut t = FetchTopic::default();
+        t.topic = TopicName(StrBytes::from_string("quiet".into()));
+        t.partitions = vec![p];
+        fetch.topics = vec![t];
+
+        // One connection: a long poll, then ApiVersions, pipelined.
+        let mut slow = Wire::connect(addr).await;
+        let (first, f1) = slow.frame(12, &fetch);
+        let (second, f2) = slow.frame(3, &ApiVersionsRequest::default());
+        let t0 = Instant::now();
+        slow.send_raw(&f1).await;
+        slow.send_raw(&f2).await;
+        // Another connection is answered at once meanwhile.
+        let mut other = Wire::connect(addr).await;
+        other
+            .request(3, &ApiVersionsRequest::default())
+            .await
+            .unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t0.elapsed()
+        );
+        // The slow connection answers the fetch after its wait, then ApiVersions.
+        let mut a = slow.read_frame(Duration::from_secs(10)).await.unwrap();
+        let mut b = slow.read_frame(Duration::from_secs(10)).await.unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(1400),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!((a.get_i32(), b.get_i32()), (first, second));
+    });
+    server.stop();
+}
