@@ -11,11 +11,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use eddy_types::BrokerId;
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use crate::error::KafkaError;
 use crate::handlers::{admin, data, groups, Ctx, Shared};
-use crate::versions::supported;
+use crate::request::{api_name, classify, parse, Body, Frame, Parsed};
 
 pub(crate) async fn serve(
     shared: Arc<Shared>,
@@ -105,11 +105,6 @@ async fn read_frame(
     Ok(Some(buf.freeze()))
 }
 
-fn decode<T: Decodable>(frame: &mut Bytes, key: ApiKey, version: i16) -> Result<T, KafkaError> {
-    T::decode(frame, version)
-        .map_err(|e| KafkaError::BadRequest(format!("{key:?} v{version}: {e:#}")))
-}
-
 /// Size prefix, response header, body.
 fn encode<T: Encodable>(
     correlation_id: i32,
@@ -138,24 +133,20 @@ async fn handle(
     shared: &Shared,
     broker: BrokerId,
     peer: SocketAddr,
-    mut frame: Bytes,
+    frame: Bytes,
 ) -> Result<Option<Bytes>, KafkaError> {
-    let raw_key = (&frame[0..2]).get_i16();
-    let version = (&frame[2..4]).get_i16();
-    let correlation_id = (&frame[4..8]).get_i32();
-    let key = ApiKey::try_from(raw_key)
-        .map_err(|_| KafkaError::BadRequest(format!("unknown API key {raw_key}")))?;
-    let served = supported(key).filter(|(lo, hi)| (*lo..=*hi).contains(&version));
-    if served.is_none() {
-        if key == ApiKey::ApiVersions {
+    let (key, version, correlation_id) = match classify(&frame)? {
+        Frame::Served {
+            key,
+            version,
+            correlation_id,
+        } => (key, version, correlation_id),
+        Frame::UnknownApiVersions { correlation_id } => {
             let body = admin::api_versions(E::UnsupportedVersion.code());
             return encode(correlation_id, 0, &body, 0).map(Some);
         }
-        return Err(KafkaError::BadRequest(format!(
-            "{key:?} v{version} is not served"
-        )));
-    }
-    let header: RequestHeader = decode(&mut frame, key, key.request_header_version(version))?;
+    };
+    let Parsed { header, body, .. } = parse(frame, key, version)?;
     let ctx = Ctx {
         shared,
         broker: shared.cluster.at(broker),
@@ -167,113 +158,40 @@ async fn handle(
         peer: format!("/{}", peer.ip()),
     };
     let hv = key.response_header_version(version);
-    metrics::counter!(eddy_metrics::KAFKA_REQUESTS, "api" => api_name(key)).increment(1);
-    macro_rules! serve {
-        ($handler:expr) => {{
-            let body = $handler;
+    metrics::counter!(eddy_metrics::KAFKA_REQUESTS, "api" => api_name(&body)).increment(1);
+    macro_rules! answer {
+        ($body:expr) => {{
+            let body = $body;
             encode(correlation_id, hv, &body, version).map(Some)
         }};
     }
-    let f = &mut frame;
-    match key {
-        ApiKey::ApiVersions => {
-            let _: kafka_protocol::messages::ApiVersionsRequest = decode(f, key, version)?;
-            serve!(admin::api_versions(0))
-        }
-        ApiKey::Metadata => serve!(admin::metadata(&ctx, version, decode(f, key, version)?).await),
-        ApiKey::CreateTopics => {
-            serve!(admin::create_topics(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::DeleteTopics => {
-            serve!(admin::delete_topics(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::InitProducerId => {
-            serve!(admin::init_producer_id(&ctx, decode(f, key, version)?).await)
-        }
-        ApiKey::Produce => match data::produce(&ctx, version, decode(f, key, version)?).await {
+    let v = version;
+    match body {
+        Body::ApiVersions => answer!(admin::api_versions(0)),
+        Body::Metadata(r) => answer!(admin::metadata(&ctx, v, r).await),
+        Body::CreateTopics(r) => answer!(admin::create_topics(&ctx, v, r).await),
+        Body::DeleteTopics(r) => answer!(admin::delete_topics(&ctx, v, r).await),
+        Body::CreatePartitions(r) => answer!(admin::create_partitions(&ctx, r).await),
+        Body::DescribeConfigs(r) => answer!(admin::describe_configs(&ctx, v, r)),
+        Body::DescribeCluster => answer!(admin::describe_cluster(&ctx, v)),
+        Body::InitProducerId(r) => answer!(admin::init_producer_id(&ctx, r).await),
+        Body::Produce(r) => match data::produce(&ctx, v, r).await {
             Some(body) => encode(correlation_id, hv, &body, version).map(Some),
             None => Ok(None),
         },
-        ApiKey::Fetch => serve!(data::fetch(&ctx, version, decode(f, key, version)?).await),
-        ApiKey::ListOffsets => {
-            serve!(data::list_offsets(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::FindCoordinator => {
-            serve!(groups::find_coordinator(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::JoinGroup => {
-            serve!(groups::join_group(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::SyncGroup => {
-            serve!(groups::sync_group(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::Heartbeat => serve!(groups::heartbeat(&ctx, decode(f, key, version)?).await),
-        ApiKey::LeaveGroup => {
-            serve!(groups::leave_group(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::OffsetCommit => {
-            serve!(groups::offset_commit(&ctx, decode(f, key, version)?).await)
-        }
-        ApiKey::OffsetFetch => {
-            serve!(groups::offset_fetch(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::DescribeGroups => {
-            serve!(groups::describe_groups(&ctx, decode(f, key, version)?).await)
-        }
-        ApiKey::ListGroups => {
-            serve!(groups::list_groups(&ctx, version, decode(f, key, version)?).await)
-        }
-        ApiKey::DeleteGroups => {
-            serve!(groups::delete_groups(&ctx, decode(f, key, version)?).await)
-        }
-        ApiKey::CreatePartitions => {
-            serve!(admin::create_partitions(&ctx, decode(f, key, version)?).await)
-        }
-        ApiKey::DescribeConfigs => {
-            serve!(admin::describe_configs(
-                &ctx,
-                version,
-                decode(f, key, version)?
-            ))
-        }
-        ApiKey::DescribeCluster => {
-            let _: kafka_protocol::messages::DescribeClusterRequest = decode(f, key, version)?;
-            serve!(admin::describe_cluster(&ctx, version))
-        }
-        ApiKey::DeleteRecords => serve!(data::delete_records(&ctx, decode(f, key, version)?).await),
-        ApiKey::OffsetForLeaderEpoch => {
-            serve!(data::offset_for_leader_epoch(&ctx, decode(f, key, version)?).await)
-        }
-        other => Err(KafkaError::BadRequest(format!("{other:?} is not served"))),
-    }
-}
-
-/// A bounded label for the request counter.
-fn api_name(key: ApiKey) -> &'static str {
-    match key {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::DeleteRecords => "DeleteRecords",
-        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
-        _ => "other",
+        Body::Fetch(r) => answer!(data::fetch(&ctx, v, r).await),
+        Body::ListOffsets(r) => answer!(data::list_offsets(&ctx, v, r).await),
+        Body::DeleteRecords(r) => answer!(data::delete_records(&ctx, r).await),
+        Body::OffsetForLeaderEpoch(r) => answer!(data::offset_for_leader_epoch(&ctx, r).await),
+        Body::FindCoordinator(r) => answer!(groups::find_coordinator(&ctx, v, r).await),
+        Body::JoinGroup(r) => answer!(groups::join_group(&ctx, v, r).await),
+        Body::SyncGroup(r) => answer!(groups::sync_group(&ctx, v, r).await),
+        Body::Heartbeat(r) => answer!(groups::heartbeat(&ctx, r).await),
+        Body::LeaveGroup(r) => answer!(groups::leave_group(&ctx, v, r).await),
+        Body::OffsetCommit(r) => answer!(groups::offset_commit(&ctx, r).await),
+        Body::OffsetFetch(r) => answer!(groups::offset_fetch(&ctx, v, r).await),
+        Body::DescribeGroups(r) => answer!(groups::describe_groups(&ctx, r).await),
+        Body::ListGroups(r) => answer!(groups::list_groups(&ctx, v, r).await),
+        Body::DeleteGroups(r) => answer!(groups::delete_groups(&ctx, r).await),
     }
 }

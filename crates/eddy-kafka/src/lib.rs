@@ -9,6 +9,8 @@
 //! - `connection`: a connection's loop: the size prefix (checked against
 //!   `max_request_size` before anything is allocated), the header, one request at a time,
 //!   answers in order (as Kafka's broker does), idle timeout.
+//! - `request`: a frame to a request (API and version check, header, body);
+//!   [`decode_request`] runs it alone, for the fuzzer.
 //! - `versions`: the APIs and versions advertised in ApiVersions, and only those are served.
 //! - `handlers`: one module per API family, each over `eddy_broker::BrokerClient` (requests
 //!   addressed to this listener's broker, never rerouted: a non-leader answers
@@ -25,11 +27,13 @@ mod config;
 mod connection;
 mod error;
 mod handlers;
+mod request;
 mod server;
 mod versions;
 
 pub use alloc::{LazyHugeAlloc, HUGE};
 pub use config::KafkaConfig;
 pub use error::KafkaError;
+pub use request::decode_request;
 pub use server::KafkaServer;
 pub use versions::SUPPORTED;
