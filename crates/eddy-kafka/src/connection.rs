@@ -1,29 +1,47 @@
-//! One client connection: frames in, one request at a time, responses out in order.
+//! One client connection: frames in, requests dispatched in arrival order, responses out in
+//! the same order.
 //!
-//! Kafka's broker reads one request from a connection, answers it, then reads the next
-//! (clients pipeline into the socket; answers keep their order), so a long-polling fetch
-//! holds up only its own connection. Framing is a big-endian `i32` size, then the request
-//! header and body; the size is checked against `max_request_size` before the frame is read
-//! into memory. Anything that is not a well-formed request of a served API and version ends
-//! the connection with a log line, as Kafka does; ApiVersions with a version it does not
-//! know is answered with v0 and UNSUPPORTED_VERSION (KIP-511).
+//! A reader task takes frames off the socket: a big-endian `i32` size, checked against
+//! `max_request_size` before the frame is read into memory, then the header and body. The
+//! connection task parses each frame and dispatches it at once: the handler's first poll
+//! sends its messages to the brokers' actors, whose mailboxes keep that order, so two
+//! produce requests to a partition are appended in the order they arrived (what Kafka's
+//! one-request-at-a-time processing guarantees, and what idempotent producers' sequences
+//! need). Up to `MAX_IN_FLIGHT` requests then wait for their answers together (a produce
+//! for its commit, a fetch for records), so pipelining clients get group commit, and the
+//! answers go out strictly in order. A long-polling fetch holds up only the answers after
+//! it on its own connection. Anything that is not a well-formed request of a served API
+//! and version ends the connection with a log line (after the answers before it), as Kafka
+//! does; ApiVersions with a version it does not know is answered with v0 and
+//! UNSUPPORTED_VERSION (KIP-511).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use eddy_types::BrokerId;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::error::ResponseError as E;
-use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::error::KafkaError;
 use crate::handlers::{admin, data, groups, Ctx, Shared};
 use crate::request::{api_name, classify, parse, Body, Frame, Parsed};
+
+/// Requests of one connection answered concurrently (Kafka clients keep up to 5 in flight).
+const MAX_IN_FLIGHT: usize = 16;
+
+type Answer = Pin<Box<dyn Future<Output = Result<Option<Bytes>, KafkaError>> + Send>>;
 
 pub(crate) async fn serve(
     shared: Arc<Shared>,
@@ -34,48 +52,90 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 << 10, rd);
-    let idle = shared.config.idle_timeout;
-    loop {
-        let frame = tokio::select! {
-            f = tokio::time::timeout(idle, read_frame(&mut rd, shared.config.max_request_size)) => f,
-            _ = stopped.changed() => return,
-        };
-        let frame = match frame {
-            Err(_) => {
-                debug!(%peer, "idle connection closed");
-                return;
-            }
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => return, // closed by the client
-            Ok(Err(e)) => {
-                warn!(%peer, %broker, error = %e, "closing the connection");
-                return;
-            }
-        };
-        let answer = tokio::select! {
-            a = handle(&shared, broker, peer, frame) => a,
-            _ = stopped.changed() => return,
-        };
-        match answer {
-            Ok(Some(response)) => {
-                if let Err(e) = wr.write_all(&response).await {
-                    debug!(%peer, error = %e, "write failed");
-                    return;
+    let (frames_tx, mut frames) = mpsc::channel(1);
+    let reader = tokio::spawn(read_loop(
+        rd,
+        shared.config.max_request_size,
+        shared.config.idle_timeout,
+        frames_tx,
+    ));
+    let mut inflight: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let mut reading = true;
+    while reading || !inflight.is_empty() {
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            Some(answer) = inflight.next(), if !inflight.is_empty() => match answer {
+                Ok(Some(response)) => {
+                    if let Err(e) = wr.write_all(&response).await {
+                        debug!(%peer, error = %e, "write failed");
+                        break;
+                    }
                 }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                warn!(%peer, %broker, error = %e, "closing the connection");
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(%peer, %broker, error = %e, "closing the connection");
+                    break;
+                }
+            },
+            frame = frames.recv(), if reading && inflight.len() < MAX_IN_FLIGHT => match frame {
+                None => reading = false,
+                Some(Err(e)) => {
+                    warn!(%peer, %broker, error = %e, "closing the connection");
+                    reading = false;
+                }
+                Some(Ok(frame)) => match prepare(frame) {
+                    Err(e) => {
+                        warn!(%peer, %broker, error = %e, "closing the connection");
+                        reading = false;
+                    }
+                    Ok(request) => {
+                        let mut answer: Answer =
+                            Box::pin(answer(shared.clone(), broker, peer, request));
+                        // Dispatch now, in arrival order: the first poll sends the request's
+                        // messages to the actors.
+                        let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+                        match first {
+                            Poll::Ready(r) => inflight.push_back(Box::pin(std::future::ready(r))),
+                            Poll::Pending => inflight.push_back(answer),
+                        }
+                    }
+                },
+            },
+        }
+    }
+    reader.abort();
+}
+
+/// Feeds the connection task with frames until the client closes, stays silent for
+/// `idle`, or sends a bad size.
+async fn read_loop(
+    rd: OwnedReadHalf,
+    max: usize,
+    idle: Duration,
+    frames: mpsc::Sender<Result<Bytes, KafkaError>>,
+) {
+    let mut rd = BufReader::with_capacity(64 << 10, rd);
+    loop {
+        let frame = match tokio::time::timeout(idle, read_frame(&mut rd, max)).await {
+            Err(_) => {
+                debug!("idle connection closed");
                 return;
             }
+            Ok(Ok(Some(frame))) => Ok(frame),
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => Err(e),
+        };
+        let last = frame.is_err();
+        if frames.send(frame).await.is_err() || last {
+            return;
         }
     }
 }
 
 /// Reads one size-prefixed frame; `None` at a clean end of stream.
 async fn read_frame(
-    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    rd: &mut BufReader<OwnedReadHalf>,
     max: usize,
 ) -> Result<Option<Bytes>, KafkaError> {
     let mut size = [0u8; 4];
@@ -128,25 +188,54 @@ fn encode<T: Encodable>(
     Ok(buf.freeze())
 }
 
-/// Decodes, serves and encodes one request; `Ok(None)` when no response is due (acks=0).
-async fn handle(
-    shared: &Shared,
-    broker: BrokerId,
-    peer: SocketAddr,
-    frame: Bytes,
-) -> Result<Option<Bytes>, KafkaError> {
-    let (key, version, correlation_id) = match classify(&frame)? {
+/// A parsed request, ready to serve.
+enum Prepared {
+    /// ApiVersions of an unknown version: the KIP-511 answer.
+    Fallback { correlation_id: i32 },
+    Request {
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        parsed: Box<Parsed>,
+    },
+}
+
+fn prepare(frame: Bytes) -> Result<Prepared, KafkaError> {
+    match classify(&frame)? {
+        Frame::UnknownApiVersions { correlation_id } => Ok(Prepared::Fallback { correlation_id }),
         Frame::Served {
             key,
             version,
             correlation_id,
-        } => (key, version, correlation_id),
-        Frame::UnknownApiVersions { correlation_id } => {
+        } => Ok(Prepared::Request {
+            key,
+            version,
+            correlation_id,
+            parsed: Box::new(parse(frame, key, version)?),
+        }),
+    }
+}
+
+/// Serves one request and encodes its answer; `Ok(None)` when none is due (acks=0).
+async fn answer(
+    shared: Arc<Shared>,
+    broker: BrokerId,
+    peer: SocketAddr,
+    request: Prepared,
+) -> Result<Option<Bytes>, KafkaError> {
+    let (key, version, correlation_id, Parsed { header, body }) = match request {
+        Prepared::Fallback { correlation_id } => {
             let body = admin::api_versions(E::UnsupportedVersion.code());
             return encode(correlation_id, 0, &body, 0).map(Some);
         }
+        Prepared::Request {
+            key,
+            version,
+            correlation_id,
+            parsed,
+        } => (key, version, correlation_id, *parsed),
     };
-    let Parsed { header, body, .. } = parse(frame, key, version)?;
+    let shared = &*shared;
     let ctx = Ctx {
         shared,
         broker: shared.cluster.at(broker),

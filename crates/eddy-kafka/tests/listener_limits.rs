@@ -143,3 +143,83 @@ fn test_a_long_poll_holds_up_only_its_own_connection_whose_answers_keep_their_or
     });
     server.stop();
 }
+
+#[test]
+fn test_pipelined_produce_requests_are_appended_and_answered_in_arrival_order() {
+    use bytes::{Buf, Bytes, BytesMut};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    use kafka_protocol::records::*;
+
+    fn batch(i: usize) -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from(i.to_string())),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let opts = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [record].iter(), &opts).unwrap();
+        buf.freeze()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let cluster = server.cluster();
+    server.block_on(async {
+        cluster
+            .create_topic(eddy_broker::NewTopic::new("order").partitions(1))
+            .await
+            .unwrap();
+        let leader = cluster.describe_topic("order").unwrap().partitions[0]
+            .leader
+            .unwrap();
+        let mut w = Wire::connect(server.addr(leader.0 as usize)).await;
+        const N: usize = 60;
+        let mut ids = Vec::new();
+        for i in 0..N {
+            let mut p = PartitionProduceData::default();
+            p.records = Some(batch(i));
+            let mut t = TopicProduceData::default();
+            t.name = TopicName(StrBytes::from_string("order".into()));
+            t.partition_data = vec![p];
+            let mut r = ProduceRequest::default();
+            r.acks = if i % 2 == 0 { -1 } else { 1 };
+            r.timeout_ms = 10_000;
+            r.topic_data = vec![t];
+            let (id, frame) = w.frame(7, &r);
+            ids.push(id);
+            w.send_raw(&frame).await;
+        }
+        for (i, id) in ids.into_iter().enumerate() {
+            let mut f = w.read_frame(Duration::from_secs(30)).await.unwrap();
+            assert_eq!(f.get_i32(), id, "answer {i} out of order");
+            let r = ProduceResponse::decode(&mut f, 7).unwrap();
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, i as i64));
+        }
+        let fetched = cluster.fetch("order", 0, 0, 1 << 20).await.unwrap();
+        let values: Vec<String> = eddy_broker::records::decode_records(fetched.records, 0)
+            .unwrap()
+            .into_iter()
+            .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+            .collect();
+        let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+        assert_eq!(values, want);
+    });
+    server.stop();
+}

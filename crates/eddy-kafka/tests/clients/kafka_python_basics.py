@@ -38,9 +38,8 @@ plain = KafkaConsumer(
     auto_offset_reset="earliest",
     enable_auto_commit=False,
     consumer_timeout_ms=5000,
-    value_deserializer=lambda b: json.loads(b),
 )
-values = [m.value for m in plain]
+values = [json.loads(m.value) for m in plain]
 plain.close()
 assert len(values) == 31, values
 assert sorted(v["n"] for v in values if "n" in v) == list(range(30))
@@ -75,6 +74,19 @@ again = KafkaConsumer(
 leftover = list(again)
 again.close()
 assert leftover == [], leftover
+
+# acks=0: no answer is awaited, the records still land.
+fire = KafkaProducer(bootstrap_servers=boot, acks=0)
+for i in range(5):
+    fire.send("py-tmp", f"f{i}".encode(), partition=0)
+fire.flush()
+fire.close()
+landed = KafkaConsumer(
+    "py-tmp", bootstrap_servers=boot, auto_offset_reset="earliest", consumer_timeout_ms=4000
+)
+got0 = sorted(m.value.decode() for m in landed)
+landed.close()
+assert got0 == [f"f{i}" for i in range(5)], got0
 
 admin.delete_topics(["py-tmp"])
 assert "py-tmp" not in admin.list_topics()

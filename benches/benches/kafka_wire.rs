@@ -1,0 +1,305 @@
+//! Produce and consume throughput through the Kafka listener with a real client (librdkafka,
+//! through the `rdkafka` crate), as ratios to the embedded API (eddy-client's producer and
+//! consumer) measured in the same run on the same cluster.
+//!
+//! `cargo bench -p eddy-benches --bench kafka_wire` (add `-- --quick` for a short run;
+//! `EDDY_BENCH_DIR` picks the directory, default a temp dir).
+//!
+//! Every case: a 3-broker cluster with `sync` durability (an fsync per commit on every
+//! replica), a fresh topic of 3 partitions with replication factor 3, unkeyed records of
+//! 100 B or 1 KiB, both producers with `linger.ms=5` and `batch.size=1000000`, acks 1 (not
+//! idempotent) or all (idempotent). Consumers read the acks=all topic from the start.
+//! Target (issue 5): the Kafka path reaches at least 60% of the embedded path.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use eddy_broker::{Cluster, ClusterConfig, EmbeddedCluster, NewTopic};
+use eddy_client::{
+    Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord,
+};
+use eddy_kafka::{KafkaConfig, KafkaServer};
+use eddy_types::Acks;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+#[global_allocator]
+static ALLOC: eddy_kafka::LazyHugeAlloc = eddy_kafka::LazyHugeAlloc;
+
+const PARTITIONS: u32 = 3;
+/// `batch.size` for both producers: librdkafka's default (Kafka's Java client has 16 KiB).
+/// librdkafka keeps one request in flight per partition when idempotent, so small batches
+/// would measure its pipelining rather than the listener.
+const BATCH: usize = 1_000_000;
+const MB: f64 = 1_000_000.0;
+
+fn topic(cluster: &Cluster, rt: &tokio::runtime::Runtime, name: &str) -> anyhow::Result<()> {
+    rt.block_on(
+        cluster.create_topic(
+            NewTopic::new(name)
+                .partitions(PARTITIONS)
+                .replication_factor(3),
+        ),
+    )?;
+    Ok(())
+}
+
+/// The embedded producer: `n` records handed over in chunks, 4 chunks outstanding.
+fn embedded_produce(
+    cluster: &Cluster,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    size: usize,
+    n: usize,
+    acks: Acks,
+) -> anyhow::Result<Duration> {
+    const CHUNK: usize = 1024;
+    let config = ProducerConfig {
+        acks,
+        idempotence: acks == Acks::All,
+        batch_size: BATCH,
+        linger: Duration::from_millis(5),
+        ..ProducerConfig::default()
+    };
+    let value = bytes::Bytes::from(vec![b'x'; size]);
+    rt.block_on(async {
+        let producer = Producer::start(cluster, config).await?;
+        let started = Instant::now();
+        let mut outstanding = std::collections::VecDeque::new();
+        let mut sent = 0;
+        while sent < n || !outstanding.is_empty() {
+            while sent < n && outstanding.len() < 4 {
+                let k = CHUNK.min(n - sent);
+                sent += k;
+                let chunk = (0..k).map(|_| ProducerRecord::new(name, value.clone()));
+                outstanding.push_back(producer.send_batch(chunk));
+            }
+            if let Some(chunk) = outstanding.pop_front() {
+                for r in chunk.await {
+                    r?;
+                }
+            }
+        }
+        let took = started.elapsed();
+        producer.close().await;
+        anyhow::Ok(took)
+    })
+}
+
+/// Counts librdkafka's delivery reports.
+struct Reports {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+fn kafka_produce(
+    boot: &str,
+    name: &str,
+    size: usize,
+    n: usize,
+    acks: Acks,
+) -> anyhow::Result<Duration> {
+    let reports = Reports {
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    };
+    let all = acks == Acks::All;
+    let producer: ThreadedProducer<Reports> = ClientConfig::new()
+        .set("bootstrap.servers", boot)
+        .set("acks", if all { "all" } else { "1" })
+        .set("enable.idempotence", if all { "true" } else { "false" })
+        .set("linger.ms", "5")
+        .set("batch.size", BATCH.to_string())
+        .set("queue.buffering.max.kbytes", "65536")
+        .create_with_context(reports)?;
+    let value = vec![b'x'; size];
+    let started = Instant::now();
+    for _ in 0..n {
+        let mut record = BaseRecord::<(), [u8]>::to(name).payload(&value[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let took = started.elapsed();
+    let reports = producer.context();
+    let (ok, failed) = (
+        reports.ok.load(Ordering::Relaxed),
+        reports.failed.load(Ordering::Relaxed),
+    );
+    anyhow::ensure!(
+        ok == n as u64 && failed == 0,
+        "{ok} delivered, {failed} failed of {n}"
+    );
+    Ok(took)
+}
+
+fn embedded_consume(
+    cluster: &Cluster,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    n: usize,
+) -> anyhow::Result<Consumed> {
+    rt.block_on(async {
+        let config = ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest);
+        let mut consumer = Consumer::new(cluster, config)?;
+        consumer.assign((0..PARTITIONS).map(|p| (name.to_string(), p)))?;
+        let started = Instant::now();
+        let mut first = None;
+        let mut got = 0;
+        while got < n {
+            let records = consumer.poll(Duration::from_secs(5)).await?;
+            if got == 0 && !records.is_empty() {
+                first = Some(Instant::now());
+            }
+            got += records.len();
+        }
+        let first = first.unwrap_or(started);
+        let consumed = Consumed {
+            startup: first - started,
+            rest: first.elapsed(),
+        };
+        consumer.close().await?;
+        anyhow::Ok(consumed)
+    })
+}
+
+fn kafka_consume(boot: &str, name: &str, n: usize) -> anyhow::Result<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", boot)
+        .set("group.id", "bench-unused")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(name, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut first = None;
+    let mut got = 0;
+    while got < n {
+        match consumer.poll(Duration::from_secs(5)) {
+            Some(Ok(m)) => {
+                if got == 0 {
+                    first = Some(Instant::now());
+                }
+                std::hint::black_box(m.payload());
+                got += 1;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("no record for 5 s after {got} of {n}"),
+        }
+    }
+    let first = first.unwrap_or(started);
+    Ok(Consumed {
+        startup: first - started,
+        rest: first.elapsed(),
+    })
+}
+
+/// A consume run: until the first record, then the rest (the throughput figure).
+struct Consumed {
+    startup: Duration,
+    rest: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let base: PathBuf = match std::env::var_os("EDDY_BENCH_DIR") {
+        Some(d) => d.into(),
+        None => std::env::temp_dir(),
+    };
+    let scratch = tempfile::tempdir_in(&base).context("bench directory")?;
+    let mut config = ClusterConfig::new("bench", scratch.path());
+    config.topic_defaults.min_insync_replicas = 1;
+    let eddy = EmbeddedCluster::open(config)?;
+    let cluster = eddy.cluster();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let server = rt.block_on(KafkaServer::start(
+        cluster.clone(),
+        KafkaConfig {
+            base_port: 0,
+            ..KafkaConfig::default()
+        },
+    ))?;
+    let boot = server.bootstrap();
+    let scale = if quick { 4 } else { 1 };
+    println!(
+        "kafka_wire: 3 brokers, sync durability, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}; librdkafka {} vs eddy-client",
+        rdkafka::util::get_rdkafka_version().1
+    );
+    let mut worst: f64 = f64::MAX;
+    for (size, n) in [(100usize, 200_000 / scale), (1024, 50_000 / scale)] {
+        let mb = (size * n) as f64 / MB;
+        for acks in [Acks::Leader, Acks::All] {
+            let label = if acks == Acks::All { "all" } else { "1" };
+            let t_embedded = format!("emb-{size}-{label}");
+            let t_kafka = format!("kafka-{size}-{label}");
+            topic(&cluster, &rt, &t_embedded)?;
+            topic(&cluster, &rt, &t_kafka)?;
+            let e = embedded_produce(&cluster, &rt, &t_embedded, size, n, acks)?;
+            let k = kafka_produce(&boot, &t_kafka, size, n, acks)?;
+            let (e_mb, k_mb) = (mb / e.as_secs_f64(), mb / k.as_secs_f64());
+            let ratio = k_mb / e_mb;
+            worst = worst.min(ratio);
+            println!(
+                "produce {size:>4} B acks={label:<3}: embedded {e_mb:7.1} MB/s ({:8.0} rec/s)  kafka {k_mb:7.1} MB/s ({:8.0} rec/s)  = {ratio:.2}x",
+                n as f64 / e.as_secs_f64(),
+                n as f64 / k.as_secs_f64()
+            );
+            if acks == Acks::All {
+                // Throughput from the first record on; the time to it is shown apart.
+                let e = embedded_consume(&cluster, &rt, &t_embedded, n)?;
+                let k = kafka_consume(&boot, &t_kafka, n)?;
+                let (e_mb, k_mb) = (mb / e.rest.as_secs_f64(), mb / k.rest.as_secs_f64());
+                let ratio = k_mb / e_mb;
+                worst = worst.min(ratio);
+                println!(
+                    "consume {size:>4} B          : embedded {e_mb:7.1} MB/s ({:8.0} rec/s)  kafka {k_mb:7.1} MB/s ({:8.0} rec/s)  = {ratio:.2}x  (first record after {:?} / {:?})",
+                    n as f64 / e.rest.as_secs_f64(),
+                    n as f64 / k.rest.as_secs_f64(),
+                    e.startup,
+                    k.startup,
+                );
+            }
+        }
+    }
+    println!(
+        "worst kafka/embedded ratio: {worst:.2}x (target >= 0.60): {}",
+        if worst >= 0.6 { "met" } else { "NOT met" }
+    );
+    drop(server);
+    drop(rt);
+    eddy.shutdown();
+    Ok(())
+}
