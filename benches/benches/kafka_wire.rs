@@ -3,7 +3,8 @@
 //! consumer) measured in the same run on the same cluster.
 //!
 //! `cargo bench -p eddy-benches --bench kafka_wire` (add `-- --quick` for a short run;
-//! `EDDY_BENCH_DIR` picks the directory, default a temp dir).
+//! `EDDY_BENCH_DIR` picks the directory, default a temp dir; `-- --periodic` runs the cluster
+//! with `periodic` durability, no fsync per commit, as Kafka runs by default).
 //!
 //! Every case: a 3-broker cluster with `sync` durability (an fsync per commit on every
 //! replica), a fresh topic of 3 partitions with replication factor 3, unkeyed records of
@@ -237,8 +238,14 @@ fn main() -> anyhow::Result<()> {
         None => std::env::temp_dir(),
     };
     let scratch = tempfile::tempdir_in(&base).context("bench directory")?;
+    let periodic = std::env::args().any(|a| a == "--periodic");
     let mut config = ClusterConfig::new("bench", scratch.path());
     config.topic_defaults.min_insync_replicas = 1;
+    if periodic {
+        config.log.durability = eddy_log::Durability::Periodic {
+            interval: Duration::from_millis(1000),
+        };
+    }
     let eddy = EmbeddedCluster::open(config)?;
     let cluster = eddy.cluster();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -255,7 +262,8 @@ fn main() -> anyhow::Result<()> {
     let boot = server.bootstrap();
     let scale = if quick { 4 } else { 1 };
     println!(
-        "kafka_wire: 3 brokers, sync durability, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}; librdkafka {} vs eddy-client",
+        "kafka_wire: 3 brokers, {} durability, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}; librdkafka {} vs eddy-client",
+        if periodic { "periodic" } else { "sync" },
         rdkafka::util::get_rdkafka_version().1
     );
     let mut worst: f64 = f64::MAX;

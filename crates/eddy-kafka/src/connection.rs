@@ -172,7 +172,9 @@ fn encode<T: Encodable>(
     body: &T,
     version: i16,
 ) -> Result<Bytes, KafkaError> {
-    let mut buf = BytesMut::with_capacity(256);
+    // Sized up front: a fetch answer carries megabytes of batches, copied once.
+    let size_hint = body.compute_size(version).unwrap_or(0) + 16;
+    let mut buf = BytesMut::with_capacity(size_hint);
     buf.put_i32(0);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
