@@ -75,10 +75,11 @@ pub use actors::{Broker, Controller, Directory};
 pub use config::{ClusterConfig, NewTopic, TopicConfig, TopicDefaults};
 pub use error::{BrokerError, LogErrorShared};
 use messages::{
-    BrokerSnapshot, CreatePartitions, CreateTopic, DeleteTopic, Fetch, FetchReply, LeaderSnapshot,
-    ListOffsets, ObserveBroker, ObservePartition, OffsetsReply, Produce, ProduceReply,
-    ShutdownCluster, StartBroker, StopBroker,
+    BrokerSnapshot, CreatePartitions, CreateTopic, DeleteTopic, FetchReply, LeaderSnapshot,
+    ObserveBroker, ObservePartition, OffsetsReply, ProduceReply, ShutdownCluster, StartBroker,
+    StopBroker,
 };
+pub use messages::{Fetch, ListOffsets, Produce};
 pub use metadata::{ClusterMetadata, MetadataView, PartitionMeta, TopicMeta};
 
 /// How long the embedded API keeps retrying a request refused with a retriable routing error
@@ -607,75 +608,15 @@ impl BrokerClient {
             .ok_or(BrokerError::BrokerNotAvailable(self.id))
     }
 
-    /// Appends batches if this broker leads the partition; `timeout` bounds the wait for
-    /// `acks=all`.
-    pub async fn produce(
-        &self,
-        topic: &str,
-        partition: u32,
-        records: Bytes,
-        acks: Acks,
-        timeout: Duration,
-    ) -> Result<ProduceReply, BrokerError> {
-        let msg = Produce {
-            topic: topic.to_owned(),
-            partition,
-            records,
-            acks,
-            timeout,
-        };
-        self.addr()?.send(msg).await?
-    }
-
-    /// Reads committed batches if this broker leads the partition, waiting up to
-    /// `max_wait` for `min_bytes`.
-    pub async fn fetch(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        max_bytes: usize,
-        max_wait: Duration,
-        min_bytes: usize,
-    ) -> Result<FetchReply, BrokerError> {
-        let msg = Fetch {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-            max_bytes,
-            max_wait,
-            min_bytes,
-        };
-        self.addr()?.send(msg).await?
-    }
-
-    /// A partition's offsets, if this broker leads it.
-    pub async fn list_offsets(
-        &self,
-        topic: &str,
-        partition: u32,
-        timestamp: Option<i64>,
-    ) -> Result<OffsetsReply, BrokerError> {
-        let msg = ListOffsets {
-            topic: topic.to_owned(),
-            partition,
-            timestamp,
-        };
-        self.addr()?.send(msg).await?
-    }
-
-    /// DeleteRecords, if this broker leads the partition.
-    pub async fn delete_records(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: Option<u64>,
-    ) -> Result<u64, BrokerError> {
-        let msg = messages::DeleteRecords {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-        };
+    /// Sends a partition request ([`Produce`], [`Fetch`], [`ListOffsets`],
+    /// [`messages::DeleteRecords`]) to this broker, which serves it if it leads the partition
+    /// and answers `NotLeader` otherwise.
+    pub async fn request<M, R>(&self, msg: M) -> Result<R, BrokerError>
+    where
+        M: Message<Result = Result<R, BrokerError>> + Send + 'static,
+        Broker: Handler<M>,
+        R: Send + 'static,
+    {
         self.addr()?.send(msg).await?
     }
 

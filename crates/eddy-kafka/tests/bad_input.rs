@@ -56,29 +56,7 @@ fn produce_req(records: Bytes) -> ProduceRequest {
 
 /// A valid one-record batch (magic 2) as a client encodes it.
 fn good_batch() -> Bytes {
-    use kafka_protocol::records::*;
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1,
-        key: None,
-        value: Some(Bytes::from_static(b"hello")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, [record].iter(), &opts).unwrap();
-    buf.freeze()
+    eddy_broker::records::encode_batch(&[(None, Some(Bytes::from_static(b"hello")))], 1).unwrap()
 }
 
 #[test]

@@ -146,35 +146,13 @@ fn test_a_long_poll_holds_up_only_its_own_connection_whose_answers_keep_their_or
 
 #[test]
 fn test_pipelined_produce_requests_are_appended_and_answered_in_arrival_order() {
-    use bytes::{Buf, Bytes, BytesMut};
+    use bytes::{Buf, Bytes};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
     use kafka_protocol::protocol::{Decodable, StrBytes};
-    use kafka_protocol::records::*;
 
     fn batch(i: usize) -> Bytes {
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: 1,
-            key: None,
-            value: Some(Bytes::from(i.to_string())),
-            headers: Default::default(),
-        };
-        let mut buf = BytesMut::new();
-        let opts = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, [record].iter(), &opts).unwrap();
-        buf.freeze()
+        eddy_broker::records::encode_batch(&[(None, Some(Bytes::from(i.to_string())))], 1).unwrap()
     }
 
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_broker::messages::FetchReply;
+use eddy_broker::messages::{DeleteRecords, Fetch, FetchReply, ListOffsets, Produce};
 use eddy_broker::BrokerError;
 use eddy_types::Acks;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
@@ -57,8 +57,14 @@ pub(crate) async fn produce(
             pending.push_back(async move {
                 let result = match (refused, acks, index(pidx), records) {
                     (Some(code), ..) => Err(code),
-                    (None, Some(acks), Some(p), Some(records)) => broker
-                        .produce(&name, p, records, acks, timeout)
+                    (None, Some(acks), Some(partition), Some(records)) => broker
+                        .request(Produce {
+                            topic: name.clone(),
+                            partition,
+                            records,
+                            acks,
+                            timeout,
+                        })
                         .await
                         .map_err(|e| codes::partition(&e)),
                     (None, _, None, _) => Err(E::UnknownTopicOrPartition.code()),
@@ -121,8 +127,16 @@ async fn read(ctx: &Ctx<'_>, w: &Wanted, wait: Duration) -> Result<FetchReply, i
             E::OffsetOutOfRange.code()
         });
     };
+    let fetch = Fetch {
+        topic: w.topic.clone(),
+        partition: p,
+        offset,
+        max_bytes: w.max_bytes,
+        max_wait: wait,
+        min_bytes: 1,
+    };
     ctx.broker
-        .fetch(&w.topic, p, offset, w.max_bytes, wait, 1)
+        .request(fetch)
         .await
         .map_err(|e| codes::partition(&e))
 }
@@ -242,7 +256,14 @@ pub(crate) async fn list_offsets(
             // The leader epoch is in the answer from v4.
             let epoch = |e: i32| if version >= 4 { e } else { -1 };
             let result = match index(p.partition_index) {
-                Some(i) => ctx.broker.list_offsets(&name, i, query).await,
+                Some(partition) => {
+                    let list = ListOffsets {
+                        topic: name.clone(),
+                        partition,
+                        timestamp: query,
+                    };
+                    ctx.broker.request(list).await
+                }
                 None => Err(BrokerError::UnknownTopic(name.clone())),
             };
             match (result, p.timestamp) {
@@ -299,9 +320,13 @@ pub(crate) async fn delete_records(
             let result = match (index(p.partition_index), offset) {
                 (None, _) => Err(E::UnknownTopicOrPartition.code()),
                 (_, Err(code)) => Err(code),
-                (Some(i), Ok(o)) => ctx
+                (Some(partition), Ok(offset)) => ctx
                     .broker
-                    .delete_records(&name, i, o)
+                    .request(DeleteRecords {
+                        topic: name.clone(),
+                        partition,
+                        offset,
+                    })
                     .await
                     .map_err(|e| codes::partition(&e)),
             };
