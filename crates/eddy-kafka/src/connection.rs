@@ -248,8 +248,24 @@ async fn answer(
             .unwrap_or_default(),
         peer: format!("/{}", peer.ip()),
     };
+    let api = api_name(&body);
+    metrics::counter!(eddy_metrics::KAFKA_REQUESTS, "api" => api).increment(1);
+    let started = tokio::time::Instant::now();
+    let answer = serve_body(&ctx, key, version, correlation_id, body).await;
+    metrics::histogram!(eddy_metrics::KAFKA_REQUEST_LATENCY, "api" => api)
+        .record(started.elapsed().as_secs_f64());
+    answer
+}
+
+/// Runs the handler of `body` and encodes its answer.
+async fn serve_body(
+    ctx: &Ctx<'_>,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: Body,
+) -> Result<Option<Bytes>, KafkaError> {
     let hv = key.response_header_version(version);
-    metrics::counter!(eddy_metrics::KAFKA_REQUESTS, "api" => api_name(&body)).increment(1);
     macro_rules! answer {
         ($body:expr) => {{
             let body = $body;
@@ -259,30 +275,30 @@ async fn answer(
     let v = version;
     match body {
         Body::ApiVersions => answer!(admin::api_versions(0)),
-        Body::Metadata(r) => answer!(admin::metadata(&ctx, v, r).await),
-        Body::CreateTopics(r) => answer!(admin::create_topics(&ctx, v, r).await),
-        Body::DeleteTopics(r) => answer!(admin::delete_topics(&ctx, v, r).await),
-        Body::CreatePartitions(r) => answer!(admin::create_partitions(&ctx, r).await),
-        Body::DescribeConfigs(r) => answer!(admin::describe_configs(&ctx, v, r)),
-        Body::DescribeCluster => answer!(admin::describe_cluster(&ctx, v)),
-        Body::InitProducerId(r) => answer!(admin::init_producer_id(&ctx, r).await),
-        Body::Produce(r) => match data::produce(&ctx, v, r).await {
+        Body::Metadata(r) => answer!(admin::metadata(ctx, v, r).await),
+        Body::CreateTopics(r) => answer!(admin::create_topics(ctx, v, r).await),
+        Body::DeleteTopics(r) => answer!(admin::delete_topics(ctx, v, r).await),
+        Body::CreatePartitions(r) => answer!(admin::create_partitions(ctx, r).await),
+        Body::DescribeConfigs(r) => answer!(admin::describe_configs(ctx, v, r)),
+        Body::DescribeCluster => answer!(admin::describe_cluster(ctx, v)),
+        Body::InitProducerId(r) => answer!(admin::init_producer_id(ctx, r).await),
+        Body::Produce(r) => match data::produce(ctx, v, r).await {
             Some(body) => encode(correlation_id, hv, &body, version).map(Some),
             None => Ok(None),
         },
-        Body::Fetch(r) => answer!(data::fetch(&ctx, v, r).await),
-        Body::ListOffsets(r) => answer!(data::list_offsets(&ctx, v, r).await),
-        Body::DeleteRecords(r) => answer!(data::delete_records(&ctx, r).await),
-        Body::OffsetForLeaderEpoch(r) => answer!(data::offset_for_leader_epoch(&ctx, r).await),
-        Body::FindCoordinator(r) => answer!(groups::find_coordinator(&ctx, v, r).await),
-        Body::JoinGroup(r) => answer!(groups::join_group(&ctx, v, r).await),
-        Body::SyncGroup(r) => answer!(groups::sync_group(&ctx, v, r).await),
-        Body::Heartbeat(r) => answer!(groups::heartbeat(&ctx, r).await),
-        Body::LeaveGroup(r) => answer!(groups::leave_group(&ctx, v, r).await),
-        Body::OffsetCommit(r) => answer!(groups::offset_commit(&ctx, r).await),
-        Body::OffsetFetch(r) => answer!(groups::offset_fetch(&ctx, v, r).await),
-        Body::DescribeGroups(r) => answer!(groups::describe_groups(&ctx, r).await),
-        Body::ListGroups(r) => answer!(groups::list_groups(&ctx, v, r).await),
-        Body::DeleteGroups(r) => answer!(groups::delete_groups(&ctx, r).await),
+        Body::Fetch(r) => answer!(data::fetch(ctx, v, r).await),
+        Body::ListOffsets(r) => answer!(data::list_offsets(ctx, v, r).await),
+        Body::DeleteRecords(r) => answer!(data::delete_records(ctx, r).await),
+        Body::OffsetForLeaderEpoch(r) => answer!(data::offset_for_leader_epoch(ctx, r).await),
+        Body::FindCoordinator(r) => answer!(groups::find_coordinator(ctx, v, r).await),
+        Body::JoinGroup(r) => answer!(groups::join_group(ctx, v, r).await),
+        Body::SyncGroup(r) => answer!(groups::sync_group(ctx, v, r).await),
+        Body::Heartbeat(r) => answer!(groups::heartbeat(ctx, r).await),
+        Body::LeaveGroup(r) => answer!(groups::leave_group(ctx, v, r).await),
+        Body::OffsetCommit(r) => answer!(groups::offset_commit(ctx, r).await),
+        Body::OffsetFetch(r) => answer!(groups::offset_fetch(ctx, v, r).await),
+        Body::DescribeGroups(r) => answer!(groups::describe_groups(ctx, r).await),
+        Body::ListGroups(r) => answer!(groups::list_groups(ctx, v, r).await),
+        Body::DeleteGroups(r) => answer!(groups::delete_groups(ctx, r).await),
     }
 }

@@ -138,7 +138,10 @@ async fn accept_loop(
         let shared = shared.clone();
         let stopped = stopped.clone();
         tokio::spawn(async move {
+            let open = metrics::gauge!(eddy_metrics::KAFKA_OPEN_CONNECTIONS);
+            open.increment(1.0);
             connection::serve(shared, broker, stream, peer, stopped).await;
+            open.decrement(1.0);
             drop(permit);
         });
     }

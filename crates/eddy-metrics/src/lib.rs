@@ -78,6 +78,11 @@ pub const CONSUMER_COMMITS: &str = "eddy_consumer_commits_total";
 pub const KAFKA_CONNECTIONS: &str = "eddy_kafka_connections_total";
 /// Kafka requests served, by API. Labels: `api`.
 pub const KAFKA_REQUESTS: &str = "eddy_kafka_requests_total";
+/// Time from a Kafka request's dispatch to its answer being ready (long polls included).
+/// Labels: `api`.
+pub const KAFKA_REQUEST_LATENCY: &str = "eddy_kafka_request_seconds";
+/// Kafka connections open now.
+pub const KAFKA_OPEN_CONNECTIONS: &str = "eddy_kafka_open_connections";
 
 /// What kind of metric a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +274,18 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Count,
         "Kafka requests served, by API",
+    ),
+    m(
+        KAFKA_REQUEST_LATENCY,
+        Kind::Histogram,
+        Unit::Seconds,
+        "Kafka request time until its answer is ready, by API",
+    ),
+    m(
+        KAFKA_OPEN_CONNECTIONS,
+        Kind::Gauge,
+        Unit::Count,
+        "Kafka connections open now",
     ),
 ];
 
