@@ -1,0 +1,122 @@
+//! `eddy serve` as a user runs it: a real process on free ports, found by its stdout line,
+//! listed by kcat, written to and read back, then stopped with SIGTERM (exit status 0, the
+//! data still there on the next start).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `eddy serve` on free ports in `dir`; answers the child and its bootstrap list.
+fn serve(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["serve", "--kafka-port", "0", "--data-dir"])
+        .arg(dir)
+        .env("EDDY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let boot = line
+        .strip_prefix("eddy: kafka listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    // Keep draining stdout so the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, boot)
+}
+
+fn kcat(boot: &str, args: &[&str], input: Option<&str>) -> String {
+    let mut child = Command::new("kcat")
+        .arg("-b")
+        .arg(boot)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is missing: run ./scripts/test, which installs it");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kcat {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stop(mut child: Child) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "eddy exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "eddy did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn test_serve_runs_answers_kafka_clients_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, boot) = serve(dir.path());
+    assert_eq!(boot.split(',').count(), 3, "{boot}");
+    kcat(
+        &boot,
+        &["-P", "-t", "chat", "-K:"],
+        Some("alice:hello\nbob:hi\n"),
+    );
+    let meta = kcat(&boot, &["-L"], None);
+    assert!(
+        meta.contains("3 brokers") && meta.contains("topic \"chat\""),
+        "{meta}"
+    );
+    stop(child);
+
+    // Started again on the same directory: the records are there.
+    let (child, boot) = serve(dir.path());
+    let read = kcat(
+        &boot,
+        &[
+            "-C",
+            "-t",
+            "chat",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%k=%s\\n",
+        ],
+        None,
+    );
+    assert_eq!(read, "alice=hello\nbob=hi\n");
+    stop(child);
+}
+
+#[test]
+fn test_bad_options_are_refused_with_usage() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["serve", "--brokers", "many"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--brokers"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["serve", "--nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: eddy serve"));
+}
