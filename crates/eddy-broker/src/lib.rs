@@ -387,19 +387,10 @@ impl Cluster {
         }
         let deadline = tokio::time::Instant::now() + ROUTING_RETRY_FOR;
         loop {
-            let attempt = async {
-                let broker = self.coordinator(group).await?;
-                let addr = self
-                    .directory
-                    .get(broker)
-                    .ok_or(BrokerError::BrokerNotAvailable(broker))?;
-                addr.send(messages::GroupRequest {
-                    group: group.to_owned(),
-                    op: op.clone(),
-                })
-                .await?
-            }
-            .await;
+            let attempt = match self.coordinator(group).await {
+                Ok(broker) => self.at(broker).group(group, op.clone()).await,
+                Err(e) => Err(e),
+            };
             match attempt {
                 Err(
                     e @ (BrokerError::NotCoordinator { .. }
@@ -494,10 +485,10 @@ impl Cluster {
         'again: loop {
             let mut out = Vec::new();
             for b in 0..self.config.brokers {
-                let Some(addr) = self.directory.get(BrokerId(b)) else {
-                    continue;
-                };
-                match addr.send(messages::ListGroups).await? {
+                if self.directory.get(BrokerId(b)).is_none() {
+                    continue; // a stopped broker coordinates nothing
+                }
+                match self.at(BrokerId(b)).list_groups().await {
                     Ok(groups) => out.extend(groups),
                     Err(e @ BrokerError::CoordinatorLoading(_)) => {
                         if tokio::time::Instant::now() >= deadline {

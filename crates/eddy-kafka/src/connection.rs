@@ -241,12 +241,8 @@ async fn answer(
     let ctx = Ctx {
         shared,
         broker: shared.cluster.at(broker),
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        peer: format!("/{}", peer.ip()),
+        client_id: header.client_id,
+        peer,
     };
     let api = api_name(&body);
     metrics::counter!(eddy_metrics::KAFKA_REQUESTS, "api" => api).increment(1);

@@ -99,8 +99,13 @@ pub(crate) async fn join_group(
 ) -> JoinGroupResponse {
     let join = JoinRequest {
         member_id: req.member_id.to_string(),
-        client_id: ctx.client_id.clone(),
-        client_host: ctx.peer.clone(),
+        client_id: ctx
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        // As Kafka shows it: `/127.0.0.1`.
+        client_host: format!("/{}", ctx.peer.ip()),
         session_timeout: ms(req.session_timeout_ms),
         rebalance_timeout: if version >= 1 {
             ms(req.rebalance_timeout_ms)

@@ -27,9 +27,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) broker: BrokerClient,
     /// The request header's client id.
-    pub(crate) client_id: String,
-    /// The client's address, as Kafka shows it (`/127.0.0.1`).
-    pub(crate) peer: String,
+    pub(crate) client_id: Option<StrBytes>,
+    /// The client's address.
+    pub(crate) peer: std::net::SocketAddr,
 }
 
 impl Ctx<'_> {
