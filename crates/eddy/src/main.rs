@@ -1,14 +1,17 @@
 //! The `eddy` command. `eddy serve` runs an Eddy cluster (3 brokers by default, data in
-//! `./eddy-data`) with a Kafka listener per broker (127.0.0.1:9092, 9093, 9094), until
-//! Ctrl-C or SIGTERM. Settings come from flags, else `EDDY_*` environment variables, else the
-//! defaults. The rest of the CLI (topics, produce, consume, groups) comes with the HTTP API.
+//! `./eddy-data`) with a Kafka listener per broker (127.0.0.1:9092, 9093, 9094) and the HTTP
+//! API with `/metrics` (127.0.0.1:8080), until Ctrl-C or SIGTERM. Settings come from flags,
+//! else `EDDY_*` environment variables, else the defaults.
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use eddy_broker::{ClusterConfig, EmbeddedCluster};
+use eddy_http::{HttpConfig, HttpServer};
 use eddy_kafka::{KafkaConfig, KafkaServer};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing::info;
 
 /// A hostile Kafka frame's array count must not abort the process (see `LazyHugeAlloc`).
@@ -18,7 +21,7 @@ static ALLOC: eddy_kafka::LazyHugeAlloc = eddy_kafka::LazyHugeAlloc;
 const USAGE: &str = "\
 usage: eddy serve [options]
 
-Runs an Eddy cluster and its Kafka listeners until Ctrl-C.
+Runs an Eddy cluster, its Kafka listeners and its HTTP API until Ctrl-C.
 
 options (each also read from the environment variable shown):
   --data-dir DIR     where the brokers' logs live      EDDY_DATA_DIR   (./eddy-data)
@@ -28,6 +31,8 @@ options (each also read from the environment variable shown):
   --kafka-port PORT  broker i listens on PORT + i      EDDY_KAFKA_PORT (9092; 0: any free port)
   --advertised-host HOST  the host clients are told    EDDY_ADVERTISED_HOST
   --auto-create-topics true|false  create topics on first use  EDDY_AUTO_CREATE_TOPICS (true)
+  --http-host HOST   the HTTP API's address            EDDY_HTTP_HOST  (--host)
+  --http-port PORT   the HTTP API and /metrics         EDDY_HTTP_PORT  (8080; 0: any free port)
 
 logs go to stderr; EDDY_LOG sets their level (info)
 ";
@@ -42,6 +47,8 @@ struct Serve {
     kafka_port: u16,
     advertised_host: Option<String>,
     auto_create_topics: bool,
+    http_host: Option<String>,
+    http_port: u16,
 }
 
 fn env_or<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
@@ -63,6 +70,8 @@ fn parse(args: &[String]) -> anyhow::Result<Serve> {
         kafka_port: env_or("EDDY_KAFKA_PORT", 9092)?,
         advertised_host: std::env::var("EDDY_ADVERTISED_HOST").ok(),
         auto_create_topics: env_or("EDDY_AUTO_CREATE_TOPICS", true)?,
+        http_host: std::env::var("EDDY_HTTP_HOST").ok(),
+        http_port: env_or("EDDY_HTTP_PORT", 8080)?,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -81,6 +90,8 @@ fn parse(args: &[String]) -> anyhow::Result<Serve> {
             "--auto-create-topics" => {
                 s.auto_create_topics = value()?.parse().context("--auto-create-topics")?
             }
+            "--http-host" => s.http_host = Some(value()?),
+            "--http-port" => s.http_port = value()?.parse().context("--http-port")?,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -111,6 +122,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(s: Serve) -> anyhow::Result<()> {
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    eddy_metrics::describe();
     let mut config = ClusterConfig::new(s.cluster.clone(), &s.data_dir);
     config.brokers = s.brokers;
     config.auto_create_topics = s.auto_create_topics;
@@ -128,12 +143,33 @@ fn serve(s: Serve) -> anyhow::Result<()> {
     };
     let result = runtime.block_on(async {
         let server = KafkaServer::start(eddy.cluster(), kafka).await?;
-        // Scripts and tests read this line to find the ports.
+        let http_config = HttpConfig {
+            host: s.http_host.clone().unwrap_or_else(|| s.host.clone()),
+            port: s.http_port,
+            ..HttpConfig::default()
+        };
+        let (cluster, handle) = (eddy.cluster(), prometheus.clone());
+        let http = tokio::task::spawn_blocking(move || {
+            HttpServer::start(cluster, http_config, Some(handle))
+        })
+        .await??;
+        // Histograms are summarized by the recorder's upkeep.
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
+        // Scripts and tests read these lines to find the ports.
         println!("eddy: kafka listening on {}", server.bootstrap());
+        println!("eddy: http listening on {}", http.local_addr());
         info!(data = %s.data_dir.display(), cluster = %s.cluster, brokers = s.brokers, "eddy is up");
         shutdown_signal().await;
         info!("shutting down");
+        upkeep.abort();
         drop(server);
+        tokio::task::spawn_blocking(move || http.stop()).await?;
         anyhow::Ok(())
     });
     drop(runtime);

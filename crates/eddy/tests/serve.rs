@@ -8,10 +8,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Starts `eddy serve` on free ports in `dir`; answers the child and its bootstrap list.
-fn serve(dir: &Path) -> (Child, String) {
+use eddy_http::client::Client;
+
+/// Starts `eddy serve` on free ports in `dir`; answers the child, its bootstrap list and
+/// its HTTP address.
+fn serve(dir: &Path) -> (Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["serve", "--kafka-port", "0", "--data-dir"])
+        .args([
+            "serve",
+            "--kafka-port",
+            "0",
+            "--http-port",
+            "0",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("EDDY_LOG", "warn")
         .stdout(Stdio::piped())
@@ -23,9 +33,14 @@ fn serve(dir: &Path) -> (Child, String) {
         .strip_prefix("eddy: kafka listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
+    let line = lines.next().unwrap().unwrap();
+    let http = line
+        .strip_prefix("eddy: http listening on ")
+        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+        .to_owned();
     // Keep draining stdout so the server never writes into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, boot)
+    (child, boot, http)
 }
 
 fn kcat(boot: &str, args: &[&str], input: Option<&str>) -> String {
@@ -70,7 +85,7 @@ fn stop(mut child: Child) {
 #[test]
 fn test_serve_runs_answers_kafka_clients_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, boot) = serve(dir.path());
+    let (child, boot, http) = serve(dir.path());
     assert_eq!(boot.split(',').count(), 3, "{boot}");
     kcat(
         &boot,
@@ -82,10 +97,22 @@ fn test_serve_runs_answers_kafka_clients_and_stops_cleanly_on_sigterm() {
         meta.contains("3 brokers") && meta.contains("topic \"chat\""),
         "{meta}"
     );
+    // The HTTP API serves the same cluster, and /metrics counts what kcat wrote.
+    let client = Client::new(http, Duration::from_secs(30));
+    let topic = client.request("GET", "/topics/chat", None).unwrap();
+    assert_eq!(topic.status, 200);
+    assert_eq!(topic.json().unwrap()["partition_count"], 1);
+    let metrics = client.request("GET", "/metrics", None).unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("eddy_produce_records_total{topic=\"chat\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("eddy_kafka_requests_total"), "{text}");
     stop(child);
 
     // Started again on the same directory: the records are there.
-    let (child, boot) = serve(dir.path());
+    let (child, boot, _) = serve(dir.path());
     let read = kcat(
         &boot,
         &[
