@@ -456,8 +456,8 @@ async fn consume_group(
             s.clone()
         } else {
             if sessions.len() >= state.config.max_sessions {
-                return Err(HttpError::Unavailable(format!(
-                    "{} group consumers are open, the server's limit; retry later",
+                return Err(HttpError::Limit(format!(
+                    "{} group consumers are open, the server's limit; retry once some are idle",
                     sessions.len()
                 )));
             }

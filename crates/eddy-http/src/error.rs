@@ -19,6 +19,9 @@ pub enum HttpError {
     /// The named thing exists already: 409.
     #[error("{0}")]
     Conflict(String),
+    /// A limit of this server (clusters, open group consumers) is reached: 409.
+    #[error("{0}")]
+    Limit(String),
     /// The body is over the server's limit: 413.
     #[error("{0}")]
     TooLarge(String),
@@ -58,6 +61,7 @@ impl HttpError {
             HttpError::BadRequest(_) => return (StatusCode::BAD_REQUEST, "invalid_request"),
             HttpError::NotFound(_) => return (StatusCode::NOT_FOUND, "not_found"),
             HttpError::Conflict(_) => return (StatusCode::CONFLICT, "already_exists"),
+            HttpError::Limit(_) => return (StatusCode::CONFLICT, "limit_reached"),
             HttpError::TooLarge(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             HttpError::MethodNotAllowed(_) => {
                 return (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")

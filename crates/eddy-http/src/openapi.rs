@@ -14,7 +14,9 @@ fn error_responses(codes: &[&str]) -> Value {
             "400" => "Invalid request (bad field, unknown field, bad JSON)",
             "404" => "Unknown cluster, topic, partition or group",
             "405" => "Method not served on this path",
-            "409" => "Exists already, or a commit refused by the group",
+            "409" => {
+                "Exists already, a limit of the server reached, or a commit refused by the group"
+            }
             "413" => "Body or record too large",
             "500" => "Unexpected failure",
             _ => "The cluster cannot serve the request now; retry",
@@ -62,13 +64,15 @@ fn document(c: &HttpConfig) -> Value {
     );
     let nullable_str = json!({"type": "string", "nullable": true});
     let nullable_int = json!({"type": "integer", "nullable": true});
-    let headers_in = json!({"type": "object", "additionalProperties": {"type": "string"},
-        "description": "Header name to value: a string (json format) or base64."});
     let record_fields = json!({
         "key": {"type": "string", "nullable": true, "description": "A string (json format) or base64."},
         "partition": {"type": "integer", "minimum": 0, "maximum": U32, "nullable": true},
-        "headers": {"allOf": [headers_in], "nullable": true},
-        "value": {"nullable": true, "description": "Any JSON (json format) or a base64 string; null is a tombstone."},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}, "nullable": true,
+            "description": "Header name to value: a string (json format) or base64."},
+        "value": {"nullable": true, "oneOf": [
+                {"type": "object"}, {"type": "array", "items": {}}, {"type": "string"},
+                {"type": "number"}, {"type": "boolean"}],
+            "description": "Any JSON (json format) or a base64 string; null is a tombstone."},
         "timestamp": {"type": "integer", "format": "int64", "nullable": true},
     });
     let mut publish_props = record_fields.clone();
@@ -223,7 +227,7 @@ fn document(c: &HttpConfig) -> Value {
                 "records": {"type": "array", "description": "On a failed publish: each record's outcome."},
             }},
             "CreateCluster": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
-                "name": {"type": "string"},
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,63}$"},
                 "num_brokers": {"type": "integer", "minimum": 1, "maximum": 16, "nullable": true},
                 "log_directory": {"type": "string", "nullable": true, "description": "Relative to the server's data directory."},
                 "partitions": {"type": "integer", "minimum": 1, "maximum": c.max_partitions, "nullable": true},
@@ -238,7 +242,7 @@ fn document(c: &HttpConfig) -> Value {
                     "id": {"type": "integer"}, "alive": {"type": "boolean"}}}},
                 "topics": {"type": "array", "items": schema_ref("Topic")}}},
             "CreateTopic": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
-                "name": {"type": "string"}, "cluster": nullable_str,
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,249}$"}, "cluster": nullable_str,
                 "partitions": {"type": "integer", "minimum": 1, "maximum": c.max_partitions, "nullable": true},
                 "replication_factor": {"type": "integer", "minimum": 1, "maximum": U32, "nullable": true},
                 "retention_ms": {"type": "integer", "format": "int64", "minimum": -1, "nullable": true},

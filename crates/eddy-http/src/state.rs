@@ -231,7 +231,7 @@ impl ApiState {
             )));
         }
         if self.clusters()?.len() >= self.config.max_clusters {
-            return Err(HttpError::Unavailable(format!(
+            return Err(HttpError::Limit(format!(
                 "this server runs {} clusters already, its limit",
                 self.config.max_clusters
             )));

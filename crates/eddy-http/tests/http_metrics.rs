@@ -1,0 +1,35 @@
+//! `/metrics` through the real Prometheus exporter (a test binary of its own: the recorder is
+//! process-wide): what the HTTP API makes the cluster do shows up under Eddy's names.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{test_http_config, Server};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde_json::json;
+
+#[test]
+fn metrics_are_served_in_prometheus_text() {
+    let prometheus = PrometheusBuilder::new().install_recorder().unwrap();
+    eddy_metrics::describe();
+    let s = Server::start_with(test_http_config(), Some(prometheus));
+    s.create_topic("metered", 1);
+    let records: Vec<_> = (0..5).map(|i| json!({"value": i})).collect();
+    s.post_expect(
+        "/events",
+        json!({"topic": "metered", "records": records}),
+        200,
+    );
+    let r = s.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(r.body).unwrap();
+    for want in [
+        "eddy_produce_records_total{topic=\"metered\"} 5",
+        "# TYPE eddy_produce_latency_seconds",
+        "eddy_partition_high_watermark{topic=\"metered\",partition=\"0\"} 5",
+        "# HELP eddy_produce_bytes_total",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,88 @@
+//! schemathesis (from PyPI, installed by `./scripts/test` in `target/test-venv`) against the
+//! API's own `/openapi.json`: generated requests, valid and invalid, must never get a server
+//! error, and every answer must match the document (status, content type, body schema);
+//! invalid requests must be refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{test_http_config, Server};
+use eddy_http::HttpConfig;
+use serde_json::json;
+
+fn schemathesis() -> PathBuf {
+    let python = std::env::var_os("EDDY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python")
+        });
+    let st = python.with_file_name("schemathesis");
+    assert!(
+        st.exists(),
+        "{} is missing: run ./scripts/test, which installs it",
+        st.display()
+    );
+    st
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_mismatch_with_the_document() {
+    // Small limits keep generated requests quick: no long polls, small bodies, few clusters.
+    let config = HttpConfig {
+        max_wait: Duration::from_millis(100),
+        max_records: 20,
+        max_partitions: 8,
+        max_clusters: 2,
+        max_sessions: 20,
+        body_limit: 64 << 10,
+        session_idle_timeout: Duration::from_secs(2),
+        ..test_http_config()
+    };
+    let s = Server::start_with(config, None);
+    s.create_topic("t", 2);
+    s.post_expect(
+        "/events",
+        json!({"topic": "t", "records": [{"value": 1}, {"key": "k", "value": "x"}]}),
+        200,
+    );
+    let report = s.dir.path().join("schemathesis-report");
+    let out = Command::new(schemathesis())
+        .arg("run")
+        .arg(format!("http://{}/openapi.json", s.addr()))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_schema_conformance,negative_data_rejection",
+            // An event stream never ends: the Rust tests cover it.
+            "--exclude-path",
+            "/events/stream",
+            "--max-examples",
+            "30",
+            "--seed",
+            "20261130",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "20",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--report-dir",
+        ])
+        .arg(&report)
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{stdout}\n{stderr}"
+    );
+    // Still serving after it all.
+    s.get_ok("/clusters");
+}
