@@ -47,6 +47,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/offsets").route(web::post().to(commit_offset)))
     .service(resource("/groups").route(web::get().to(list_groups)))
     .service(resource("/groups/{id}").route(web::get().to(get_group)))
+    .service(resource("/groups/{id}/consumers/{name}").route(web::delete().to(close_consumer)))
     .service(resource("/metrics").route(web::get().to(metrics)))
     .service(resource("/openapi.json").route(web::get().to(openapi)));
 }
@@ -765,6 +766,46 @@ async fn get_group(
         return Err(HttpError::NotFound(format!("group {id} does not exist")));
     }
     Ok(ok_json(&GroupView::new(g)))
+}
+
+/// Closes the group consumer `name` of `GET /events?group=id&consumer=name` (every topic it
+/// reads): it leaves the group now instead of after the idle timeout.
+async fn close_consumer(
+    state: State,
+    path: web::Path<(String, String)>,
+    q: web::Query<ClusterQuery>,
+) -> Result<HttpResponse> {
+    let (group, name) = path.into_inner();
+    let cluster = q
+        .cluster
+        .clone()
+        .unwrap_or_else(|| state.default_cluster().to_owned());
+    let closing: Vec<_> = match state.sessions.lock() {
+        Ok(mut sessions) => {
+            let keys: Vec<SessionKey> = sessions
+                .keys()
+                .filter(|k| k.cluster == cluster && k.group == group && k.consumer == name)
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| sessions.remove(k)).collect()
+        }
+        Err(_) => {
+            return Err(HttpError::Unavailable(
+                "the session table is poisoned".into(),
+            ))
+        }
+    };
+    if closing.is_empty() {
+        return Err(HttpError::NotFound(format!(
+            "group {group} has no consumer {name} on this server"
+        )));
+    }
+    for s in closing {
+        if let Some(c) = s.consumer.lock().await.take() {
+            c.close().await?;
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 // ---- metrics and the API document ----

@@ -210,6 +210,15 @@ fn document(c: &HttpConfig) -> Value {
                 "get": {"operationId": "getGroup", "parameters": [path("id", "The group."), cluster_q],
                     "responses": ok("200", "The group", schema_ref("Group"), &["400", "404", "500", "503"])},
             },
+            "/groups/{id}/consumers/{name}": {
+                "delete": {"operationId": "closeConsumer", "description": "Closes a group consumer of GET /events: it leaves the group now.",
+                    "parameters": [path("id", "The group."), path("name", "The consumer instance."), cluster_q],
+                    "responses": {
+                        "204": {"description": "Closed"},
+                        "400": error_responses(&["400"])["400"], "404": error_responses(&["404"])["404"],
+                        "500": error_responses(&["500"])["500"], "503": error_responses(&["503"])["503"],
+                    }},
+            },
             "/metrics": {
                 "get": {"operationId": "metrics", "responses": {
                     "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},

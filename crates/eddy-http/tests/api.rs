@@ -316,6 +316,16 @@ fn group_consumption_gets_every_record_once_and_commits() {
         .unwrap();
     assert_eq!(p["committed"], 1);
     assert_error(&s.get("/groups/nobody"), 404, "not_found");
+
+    // Closing the HTTP consumer makes it leave at once.
+    assert_eq!(s.delete("/groups/readers/consumers/http").status, 204);
+    let g = s.get_ok("/groups/readers");
+    assert!(g["members"].as_array().unwrap().is_empty(), "{g}");
+    assert_error(
+        &s.delete("/groups/readers/consumers/http"),
+        404,
+        "not_found",
+    );
 }
 
 #[test]
@@ -570,6 +580,7 @@ fn the_openapi_document_is_served() {
         "/offsets",
         "/groups",
         "/groups/{id}",
+        "/groups/{id}/consumers/{name}",
         "/metrics",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");

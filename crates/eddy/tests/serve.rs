@@ -3,45 +3,14 @@
 //! data still there on the next start).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{serve, stop};
 use eddy_http::client::Client;
-
-/// Starts `eddy serve` on free ports in `dir`; answers the child, its bootstrap list and
-/// its HTTP address.
-fn serve(dir: &Path) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "serve",
-            "--kafka-port",
-            "0",
-            "--http-port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("EDDY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let boot = line
-        .strip_prefix("eddy: kafka listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    let line = lines.next().unwrap().unwrap();
-    let http = line
-        .strip_prefix("eddy: http listening on ")
-        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
-        .to_owned();
-    // Keep draining stdout so the server never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, boot, http)
-}
 
 fn kcat(boot: &str, args: &[&str], input: Option<&str>) -> String {
     let mut child = Command::new("kcat")
@@ -65,21 +34,6 @@ fn kcat(boot: &str, args: &[&str], input: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stop(mut child: Child) {
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "eddy exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "eddy did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -145,5 +99,6 @@ fn test_bad_options_are_refused_with_usage() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: eddy serve"));
+    assert_eq!(out.status.code(), Some(2), "bad usage exits with 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: eddy serve"));
 }

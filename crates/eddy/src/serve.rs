@@ -1,0 +1,285 @@
+//! `eddy serve`: settings from flags, else `EDDY_*` environment variables, else a TOML config
+//! file (`--config`), else the embedded defaults; then the cluster, its Kafka listeners and
+//! the HTTP API until Ctrl-C or SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use eddy_broker::{ClusterConfig, EmbeddedCluster};
+use eddy_http::{HttpConfig, HttpServer};
+use eddy_kafka::{KafkaConfig, KafkaServer};
+use eddy_log::Durability;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde::Deserialize;
+use tracing::info;
+
+/// `eddy serve`'s flags; each also read from the environment variable shown.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// A TOML file with any of the settings below (flags and variables win).
+    #[arg(long, env = "EDDY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the brokers' logs live [default: ./eddy-data].
+    #[arg(long, env = "EDDY_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The cluster's name [default: eddy].
+    #[arg(long, env = "EDDY_CLUSTER", value_name = "NAME")]
+    cluster: Option<String>,
+    /// Brokers, created together [default: 3].
+    #[arg(long, env = "EDDY_BROKERS", value_name = "N")]
+    brokers: Option<u32>,
+    /// The listeners' address [default: 127.0.0.1].
+    #[arg(long, env = "EDDY_HOST")]
+    host: Option<String>,
+    /// Broker i's Kafka listener is on PORT + i; 0 picks free ports [default: 9092].
+    #[arg(long, env = "EDDY_KAFKA_PORT", value_name = "PORT")]
+    kafka_port: Option<u16>,
+    /// The host Kafka clients are told to connect to [default: --host].
+    #[arg(long, env = "EDDY_ADVERTISED_HOST")]
+    advertised_host: Option<String>,
+    /// Create a topic on first produce or fetch [default: true].
+    #[arg(long, env = "EDDY_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    auto_create_topics: Option<bool>,
+    /// The HTTP API's address [default: --host].
+    #[arg(long, env = "EDDY_HTTP_HOST", value_name = "HOST")]
+    http_host: Option<String>,
+    /// The HTTP API and /metrics; 0 picks a free port [default: 8080].
+    #[arg(long, env = "EDDY_HTTP_PORT", value_name = "PORT")]
+    http_port: Option<u16>,
+    /// `sync` (fsync before answering, the default) or `periodic:<ms>` (fsync in the
+    /// background every <ms>; a crash may lose the last <ms> of acknowledged records).
+    #[arg(long, env = "EDDY_DURABILITY", value_name = "MODE")]
+    durability: Option<String>,
+}
+
+/// The same settings, from a config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    cluster: Option<String>,
+    brokers: Option<u32>,
+    host: Option<String>,
+    kafka_port: Option<u16>,
+    advertised_host: Option<String>,
+    auto_create_topics: Option<bool>,
+    http_host: Option<String>,
+    http_port: Option<u16>,
+    durability: Option<String>,
+}
+
+/// The resolved settings.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Settings {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) cluster: String,
+    pub(crate) brokers: u32,
+    pub(crate) host: String,
+    pub(crate) kafka_port: u16,
+    pub(crate) advertised_host: Option<String>,
+    pub(crate) auto_create_topics: bool,
+    pub(crate) http_host: String,
+    pub(crate) http_port: u16,
+    pub(crate) durability: Durability,
+}
+
+fn parse_durability(s: &str) -> anyhow::Result<Durability> {
+    if s == "sync" {
+        return Ok(Durability::Sync);
+    }
+    if let Some(ms) = s.strip_prefix("periodic:") {
+        let ms: u64 = ms
+            .parse()
+            .with_context(|| format!("durability {s:?}: the interval must be milliseconds"))?;
+        if ms == 0 {
+            bail!("durability {s:?}: the interval must be positive");
+        }
+        return Ok(Durability::Periodic {
+            interval: Duration::from_millis(ms),
+        });
+    }
+    bail!("durability {s:?} is not sync or periodic:<ms>")
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+impl ServeArgs {
+    /// Flags (and variables) over the file over the defaults.
+    pub(crate) fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let host = self
+            .host
+            .or(file.host)
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let durability = match self.durability.or(file.durability) {
+            Some(d) => parse_durability(&d)?,
+            None => Durability::Sync,
+        };
+        Ok(Settings {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./eddy-data")),
+            cluster: self
+                .cluster
+                .or(file.cluster)
+                .unwrap_or_else(|| "eddy".into()),
+            brokers: self.brokers.or(file.brokers).unwrap_or(3),
+            kafka_port: self.kafka_port.or(file.kafka_port).unwrap_or(9092),
+            advertised_host: self.advertised_host.or(file.advertised_host),
+            auto_create_topics: self
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
+            http_host: self
+                .http_host
+                .or(file.http_host)
+                .unwrap_or_else(|| host.clone()),
+            http_port: self.http_port.or(file.http_port).unwrap_or(8080),
+            host,
+            durability,
+        })
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    eddy_metrics::describe();
+    let mut config = ClusterConfig::new(s.cluster.clone(), &s.data_dir);
+    config.brokers = s.brokers;
+    config.auto_create_topics = s.auto_create_topics;
+    config.log.durability = s.durability;
+    let eddy = EmbeddedCluster::open(config)
+        .with_context(|| format!("cannot open the cluster in {}", s.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
+    let kafka = KafkaConfig {
+        host: s.host.clone(),
+        base_port: s.kafka_port,
+        advertised_host: s.advertised_host.clone(),
+        ..KafkaConfig::default()
+    };
+    let result = runtime.block_on(async {
+        let server = KafkaServer::start(eddy.cluster(), kafka).await?;
+        let http_config = HttpConfig {
+            host: s.http_host.clone(),
+            port: s.http_port,
+            ..HttpConfig::default()
+        };
+        let (cluster, handle) = (eddy.cluster(), prometheus.clone());
+        let http = tokio::task::spawn_blocking(move || {
+            HttpServer::start(cluster, http_config, Some(handle))
+        })
+        .await??;
+        // Histograms are summarized by the recorder's upkeep.
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
+        // Scripts and tests read these lines to find the ports.
+        println!("eddy: kafka listening on {}", server.bootstrap());
+        println!("eddy: http listening on {}", http.local_addr());
+        info!(data = %s.data_dir.display(), cluster = %s.cluster, brokers = s.brokers, "eddy is up");
+        shutdown_signal().await;
+        info!("shutting down");
+        upkeep.abort();
+        drop(server);
+        tokio::task::spawn_blocking(move || http.stop()).await?;
+        anyhow::Ok(())
+    });
+    drop(runtime);
+    eddy.shutdown();
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            config,
+            data_dir: None,
+            cluster: None,
+            brokers: None,
+            host: None,
+            kafka_port: None,
+            advertised_host: None,
+            auto_create_topics: None,
+            http_host: None,
+            http_port: None,
+            durability: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_ones() {
+        let s = args(None).resolve().unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("./eddy-data"));
+        assert_eq!((s.brokers, s.kafka_port, s.http_port), (3, 9092, 8080));
+        assert_eq!(
+            (s.host.as_str(), s.http_host.as_str()),
+            ("127.0.0.1", "127.0.0.1")
+        );
+        assert_eq!(s.durability, Durability::Sync);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("eddy.toml");
+        std::fs::write(
+            &file,
+            "brokers = 5\nhttp_port = 9000\nhost = \"0.0.0.0\"\ndurability = \"periodic:200\"\n",
+        )
+        .unwrap();
+        let mut a = args(Some(file.clone()));
+        a.brokers = Some(1);
+        let s = a.resolve().unwrap();
+        assert_eq!((s.brokers, s.http_port), (1, 9000));
+        assert_eq!(s.http_host, "0.0.0.0");
+        assert_eq!(
+            s.durability,
+            Durability::Periodic {
+                interval: Duration::from_millis(200)
+            }
+        );
+        std::fs::write(&file, "brokerz = 5\n").unwrap();
+        let e = args(Some(file)).resolve().unwrap_err();
+        assert!(format!("{e:#}").contains("brokerz"), "{e:#}");
+        assert!(parse_durability("sometimes").is_err());
+        assert!(parse_durability("periodic:0").is_err());
+    }
+}

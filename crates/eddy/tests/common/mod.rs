@@ -1,0 +1,70 @@
+//! `eddy serve` as a child process on free ports, for the binary's tests.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `eddy serve` on free ports in `dir`; answers the child, its bootstrap list and
+/// its HTTP address.
+pub fn serve(dir: &Path) -> (Proc, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "serve",
+            "--kafka-port",
+            "0",
+            "--http-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("EDDY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let boot = line
+        .strip_prefix("eddy: kafka listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let line = lines.next().unwrap().unwrap();
+    let http = line
+        .strip_prefix("eddy: http listening on ")
+        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+        .to_owned();
+    // Keep draining stdout so the server never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Proc(Some(child)), boot, http)
+}
+
+/// A child process killed if the test fails before stopping it (it would otherwise hold the
+/// test runner's stderr open).
+#[derive(Debug)]
+pub struct Proc(Option<Child>);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn stop(mut proc: Proc) {
+    let mut child = proc.0.take().unwrap();
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "eddy exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "eddy did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
