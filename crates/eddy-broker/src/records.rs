@@ -61,6 +61,21 @@ pub fn encode_batch(
     Ok(buf.freeze())
 }
 
+/// Records in whole batches, from their headers (nothing decoded or decompressed); a torn
+/// tail is not counted.
+pub fn count_records(mut bytes: &[u8]) -> u64 {
+    let mut n = 0u64;
+    while let Ok(h) = eddy_log::BatchHeader::parse(bytes) {
+        let len = h.total_len();
+        if len > bytes.len() || len < eddy_log::HEADER_LEN {
+            break;
+        }
+        n += h.record_count.max(0) as u64;
+        bytes = &bytes[len..];
+    }
+    n
+}
+
 /// Decodes whole batches (as a fetch returns them) into records, skipping control records
 /// and records before `from` (a fetch's first batch may start before the asked offset).
 pub fn decode_records(mut bytes: Bytes, from: u64) -> Result<Vec<ConsumedRecord>, BrokerError> {
@@ -91,6 +106,18 @@ pub fn decode_records(mut bytes: Bytes, from: u64) -> Result<Vec<ConsumedRecord>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_counted_from_batch_headers() {
+        let one = encode_batch(&vec![(None, Some(Bytes::from_static(b"a"))); 3], 0).unwrap();
+        let two = encode_batch(&vec![(None, Some(Bytes::from_static(b"b"))); 4], 0).unwrap();
+        let mut both = one.to_vec();
+        both.extend_from_slice(&two);
+        assert_eq!(count_records(&both), 7);
+        // A torn tail is not counted.
+        assert_eq!(count_records(&both[..both.len() - 1]), 3);
+        assert_eq!(count_records(&[]), 0);
+    }
 
     #[test]
     fn round_trip_keeps_keys_values_and_tombstones() -> Result<(), BrokerError> {

@@ -740,6 +740,8 @@ impl ProducerActor {
         });
         metrics::histogram!(eddy_metrics::PRODUCER_BATCH_BYTES, "topic" => partition.0.clone())
             .record(payload.len() as f64);
+        metrics::histogram!(eddy_metrics::PRODUCER_BATCH_FILL, "topic" => partition.0.clone())
+            .record(payload.len() as f64 / self.config.batch_size.max(1) as f64);
         let batch = InFlight {
             partition,
             payload,

@@ -110,6 +110,16 @@ impl HttpServer {
                     let limit = config.body_limit;
                     let server = actix_web::HttpServer::new(move || {
                         App::new()
+                            .wrap_fn(|req, srv| {
+                                let started = std::time::Instant::now();
+                                let method = req.method().to_string();
+                                let answer = actix_web::dev::Service::call(srv, req);
+                                async move {
+                                    let res = answer.await?;
+                                    record_request(&res, method, started);
+                                    Ok(res)
+                                }
+                            })
                             .app_data(app_data.clone())
                             .app_data(json_config(limit))
                             .app_data(query_config())
@@ -189,6 +199,27 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Counts a request under its route pattern (bounded: never the path itself).
+fn record_request(
+    res: &actix_web::dev::ServiceResponse,
+    method: String,
+    started: std::time::Instant,
+) {
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    metrics::counter!(
+        eddy_metrics::HTTP_REQUESTS,
+        "route" => route.clone(),
+        "method" => method,
+        "status" => res.status().as_u16().to_string()
+    )
+    .increment(1);
+    metrics::histogram!(eddy_metrics::HTTP_REQUEST_LATENCY, "route" => route)
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {

@@ -20,6 +20,8 @@ fn metrics_are_served_in_prometheus_text() {
         json!({"topic": "metered", "records": records}),
         200,
     );
+    let read = s.get_ok("/events?topic=metered&partition=0&wait_ms=0");
+    assert_eq!(read["records"].as_array().unwrap().len(), 5);
     let r = s.get("/metrics");
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
@@ -29,6 +31,11 @@ fn metrics_are_served_in_prometheus_text() {
         "# TYPE eddy_produce_latency_seconds",
         "eddy_partition_high_watermark{topic=\"metered\",partition=\"0\"} 5",
         "# HELP eddy_produce_bytes_total",
+        "eddy_fetch_records_total{topic=\"metered\"} 5",
+        "# TYPE eddy_fetch_latency_seconds",
+        "eddy_http_requests_total{route=\"/events\",method=\"POST\",status=\"200\"} 1",
+        "eddy_http_requests_total{route=\"/topics\",method=\"POST\",status=\"201\"} 1",
+        "eddy_producer_batch_fill_ratio",
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }

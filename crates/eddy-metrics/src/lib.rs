@@ -32,6 +32,14 @@ pub const PRODUCE_LATENCY: &str = "eddy_produce_latency_seconds";
 pub const FETCH_REQUESTS: &str = "eddy_fetch_requests_total";
 /// Bytes returned to consumers. Labels: `topic`.
 pub const FETCH_BYTES: &str = "eddy_fetch_bytes_total";
+/// Records returned to consumers (counted from batch headers). Labels: `topic`.
+pub const FETCH_RECORDS: &str = "eddy_fetch_records_total";
+/// Time from a consumer fetch reaching its leader to its answer (long-poll waits included).
+/// Labels: `topic`.
+pub const FETCH_LATENCY: &str = "eddy_fetch_latency_seconds";
+/// How far a follower replica is behind its leader's log end, in records (offsets), at its
+/// last fetch. Labels: `topic`, `partition`, `broker` (the follower).
+pub const REPLICA_LAG: &str = "eddy_replica_lag_records";
 /// Bytes copied by followers from their leaders. Labels: `broker` (the follower).
 pub const REPLICATION_BYTES: &str = "eddy_replication_bytes_total";
 /// Followers removed from an in-sync replica set.
@@ -51,6 +59,12 @@ pub const BROKERS_ALIVE: &str = "eddy_brokers_alive";
 /// Duration of one LMDB write transaction of a broker's log (apply and commit).
 /// Labels: `broker`.
 pub const LOG_COMMIT_LATENCY: &str = "eddy_log_commit_seconds";
+/// Bytes appended per LMDB commit of a broker's log (the group commit's size), averaged
+/// over each reporting interval. Labels: `broker`.
+pub const LOG_COMMIT_BYTES: &str = "eddy_log_commit_bytes";
+/// How full the embedded producer's batches are when sent: bytes / `batch.size` (above 1 for
+/// a single record larger than `batch.size`). Labels: `topic`.
+pub const PRODUCER_BATCH_FILL: &str = "eddy_producer_batch_fill_ratio";
 /// Bytes per batch the embedded producer sent. Labels: `topic`.
 pub const PRODUCER_BATCH_BYTES: &str = "eddy_producer_batch_bytes";
 
@@ -83,6 +97,22 @@ pub const KAFKA_REQUESTS: &str = "eddy_kafka_requests_total";
 pub const KAFKA_REQUEST_LATENCY: &str = "eddy_kafka_request_seconds";
 /// Kafka connections open now.
 pub const KAFKA_OPEN_CONNECTIONS: &str = "eddy_kafka_open_connections";
+/// HTTP requests served. Labels: `route` (the route pattern, e.g. `/topics/{name}`, or
+/// `unmatched`), `method`, `status`.
+pub const HTTP_REQUESTS: &str = "eddy_http_requests_total";
+/// Time to answer an HTTP request (for streams: until the stream starts). Labels: `route`.
+pub const HTTP_REQUEST_LATENCY: &str = "eddy_http_request_seconds";
+
+/// Histogram buckets for `_seconds` metrics: 0.5 ms to 30 s.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Histogram buckets for `_bytes` metrics: 1 KiB to 16 MiB.
+pub const BYTES_BUCKETS: &[f64] = &[
+    1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+];
+/// Histogram buckets for `_ratio` metrics.
+pub const RATIO_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 2.0];
 
 /// What kind of metric a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +184,48 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         Unit::Bytes,
         "bytes returned to consumers",
+    ),
+    m(
+        FETCH_RECORDS,
+        Kind::Counter,
+        Unit::Count,
+        "records returned to consumers",
+    ),
+    m(
+        FETCH_LATENCY,
+        Kind::Histogram,
+        Unit::Seconds,
+        "consumer fetch time at the leader, long-poll waits included",
+    ),
+    m(
+        REPLICA_LAG,
+        Kind::Gauge,
+        Unit::Count,
+        "offsets a follower replica is behind its leader's log end",
+    ),
+    m(
+        LOG_COMMIT_BYTES,
+        Kind::Histogram,
+        Unit::Bytes,
+        "bytes appended per LMDB commit of a broker's log",
+    ),
+    m(
+        PRODUCER_BATCH_FILL,
+        Kind::Histogram,
+        Unit::Count,
+        "embedded producer batch bytes over batch.size when sent",
+    ),
+    m(
+        HTTP_REQUESTS,
+        Kind::Counter,
+        Unit::Count,
+        "HTTP requests served, by route, method and status",
+    ),
+    m(
+        HTTP_REQUEST_LATENCY,
+        Kind::Histogram,
+        Unit::Seconds,
+        "time to answer an HTTP request",
     ),
     m(
         REPLICATION_BYTES,

@@ -10,7 +10,7 @@ use eddy_broker::{ClusterConfig, EmbeddedCluster};
 use eddy_http::{HttpConfig, HttpServer};
 use eddy_kafka::{KafkaConfig, KafkaServer};
 use eddy_log::Durability;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Deserialize;
 use tracing::info;
 
@@ -153,6 +153,23 @@ impl ServeArgs {
 /// Runs until Ctrl-C or SIGTERM.
 pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
     let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            eddy_metrics::SECONDS_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Suffix("_bytes".into()),
+                eddy_metrics::BYTES_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Suffix("_ratio".into()),
+                eddy_metrics::RATIO_BUCKETS,
+            )
+        })
+        .context("bad histogram buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     eddy_metrics::describe();

@@ -244,6 +244,9 @@ impl Broker {
                 .saturating_sub(self.last_stats.commit_nanos);
             metrics::histogram!(eddy_metrics::LOG_COMMIT_LATENCY, "broker" => self.shared.id.0.to_string())
                 .record(nanos as f64 / commits as f64 / 1e9);
+            let bytes = stats.bytes.saturating_sub(self.last_stats.bytes);
+            metrics::histogram!(eddy_metrics::LOG_COMMIT_BYTES, "broker" => self.shared.id.0.to_string())
+                .record(bytes as f64 / commits as f64);
         }
         self.last_stats = stats;
     }

@@ -237,7 +237,7 @@ impl PartitionFollower {
         let t = now();
         self.follow_log_start(reply.log_start);
         if reply.records.is_empty() {
-            self.note_high_watermark(reply.high_watermark, None);
+            self.note_high_watermark(reply.high_watermark, reply.log_end, None);
             let idle = t.saturating_duration_since(self.last_data)
                 >= self.shared.config.partition_idle_timeout;
             if idle {
@@ -285,7 +285,7 @@ impl PartitionFollower {
                     }
                     metrics::counter!(eddy_metrics::REPLICATION_BYTES, "broker" => act.shared.id.0.to_string())
                         .increment(bytes);
-                    act.note_high_watermark(reply.high_watermark, Some(a.last_offset + 1));
+                    act.note_high_watermark(reply.high_watermark, reply.log_end, Some(a.last_offset + 1));
                     act.step(ctx);
                 }
                 Err(e) => {
@@ -313,7 +313,9 @@ impl PartitionFollower {
     /// The follower's high watermark is the leader's, capped at its own log end; it is
     /// checkpointed so that, if this replica becomes leader after a restart, consumers resume
     /// close to where they were.
-    fn note_high_watermark(&mut self, leader_hw: u64, log_end: Option<u64>) {
+    /// Checkpoints the high watermark this replica may expose, and reports how far it is
+    /// behind the leader's log end.
+    fn note_high_watermark(&mut self, leader_hw: u64, leader_end: u64, log_end: Option<u64>) {
         let end = match log_end {
             Some(e) => e,
             None => match self.shared.log.offsets(self.pid) {
@@ -321,6 +323,13 @@ impl PartitionFollower {
                 Err(_) => return,
             },
         };
+        metrics::gauge!(
+            eddy_metrics::REPLICA_LAG,
+            "topic" => self.topic.to_string(),
+            "partition" => self.index.to_string(),
+            "broker" => self.shared.id.0.to_string()
+        )
+        .set(leader_end.saturating_sub(end) as f64);
         let hw = leader_hw.min(end);
         self.checkpoint.note(&self.shared, self.pid, hw, false);
     }

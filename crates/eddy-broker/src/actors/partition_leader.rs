@@ -606,13 +606,10 @@ impl Handler<Fetch> for PartitionLeader {
     fn handle(&mut self, msg: Fetch, _ctx: &mut Context<Self>) -> Self::Result {
         self.touch();
         let topic = self.topic.to_string();
+        let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         match self.read_for_consumer(&msg) {
             Ok(r) if r.records.len() >= msg.min_bytes.max(1) || msg.max_wait.is_zero() => {
-                metrics::counter!(eddy_metrics::FETCH_REQUESTS, "topic" => topic.clone())
-                    .increment(1);
-                metrics::counter!(eddy_metrics::FETCH_BYTES, "topic" => topic)
-                    .increment(r.records.len() as u64);
                 let _ = tx.send(Ok(r));
             }
             Ok(_) => {
@@ -624,8 +621,21 @@ impl Handler<Fetch> for PartitionLeader {
             }
         }
         Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|e| Err(BrokerError::Stopped(e.to_string())))
+            let reply = rx
+                .await
+                .unwrap_or_else(|e| Err(BrokerError::Stopped(e.to_string())));
+            if let Ok(r) = &reply {
+                // Answered now or after a long poll: counted once, when answered.
+                metrics::counter!(eddy_metrics::FETCH_REQUESTS, "topic" => topic.clone())
+                    .increment(1);
+                metrics::counter!(eddy_metrics::FETCH_BYTES, "topic" => topic.clone())
+                    .increment(r.records.len() as u64);
+                metrics::counter!(eddy_metrics::FETCH_RECORDS, "topic" => topic.clone())
+                    .increment(crate::records::count_records(&r.records));
+                metrics::histogram!(eddy_metrics::FETCH_LATENCY, "topic" => topic)
+                    .record(started.elapsed().as_secs_f64());
+            }
+            reply
         })
     }
 }
