@@ -384,6 +384,11 @@ impl Actor for Controller {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Counters of rare events exist from the start (at 0), so that rate() and
+        // dashboards see them before the first event.
+        metrics::counter!(eddy_metrics::LEADER_ELECTIONS).increment(0);
+        metrics::counter!(eddy_metrics::ISR_SHRINKS).increment(0);
+        metrics::counter!(eddy_metrics::ISR_EXPANDS).increment(0);
         for b in 0..self.config.brokers {
             if let Err(e) = self.start_broker(BrokerId(b), ctx) {
                 warn!(broker = b, error = %e, "cannot start broker");

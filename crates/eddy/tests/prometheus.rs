@@ -1,0 +1,203 @@
+//! The dashboards against a real Prometheus (Debian's `prometheus`, installed by
+//! `./scripts/test`): it scrapes a running `eddy serve` under a short workload (HTTP and kcat),
+//! and every PromQL expression of `grafana/dashboards/*.json` returns data through
+//! Prometheus's HTTP API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{serve, stop};
+use eddy_http::client::Client;
+use serde_json::{json, Value};
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn dashboard_exprs() -> Vec<(String, String)> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| match (k.as_str(), v) {
+                ("expr", Value::String(e)) => out.push(e.clone()),
+                _ => walk(v, out),
+            }),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../grafana/dashboards");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut es = Vec::new();
+        walk(&d, &mut es);
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        out.extend(es.into_iter().map(|e| (file.clone(), e)));
+    }
+    out
+}
+
+fn kcat(boot: &str, args: &[&str], input: &str) {
+    let mut child = Command::new("kcat")
+        .arg("-b")
+        .arg(boot)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kcat is missing: run ./scripts/test, which installs it");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (eddy, boot, http) = serve(&dir.path().join("eddy"));
+    let api = Client::new(http.clone(), Duration::from_secs(30));
+
+    let port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: eddy\n    \
+             static_configs:\n      - targets: [\"{http}\"]\n"
+        ),
+    )
+    .unwrap();
+    let prometheus = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("prometheus is missing: run ./scripts/test, which installs it"),
+    );
+    let prom = Client::new(format!("127.0.0.1:{port}"), Duration::from_secs(30));
+
+    // A short workload: HTTP publish (acks 1 and all) and reads, a group over HTTP, kcat.
+    let r = api
+        .request(
+            "POST",
+            "/topics",
+            Some(&json!({"name": "chat", "partitions": 3})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201);
+    for acks in ["1", "all"] {
+        let records: Vec<Value> = (0..50)
+            .map(|i| json!({"key": format!("u{i}"), "value": i}))
+            .collect();
+        let r = api
+            .request(
+                "POST",
+                "/events",
+                Some(&json!({"topic": "chat", "acks": acks, "records": records})),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = 0;
+    while got < 100 {
+        assert!(Instant::now() < deadline, "the group read {got} of 100");
+        let r = api
+            .request(
+                "GET",
+                "/events?topic=chat&group=readers&commit=true&wait_ms=500",
+                None,
+            )
+            .unwrap();
+        got += r.json().unwrap()["records"].as_array().unwrap().len();
+    }
+    api.request("GET", "/events?topic=chat&partition=0&wait_ms=0", None)
+        .unwrap();
+    kcat(&boot, &["-P", "-t", "chat", "-K:"], "a:1\nb:2\n");
+    kcat(
+        &boot,
+        &["-C", "-t", "chat", "-o", "beginning", "-e", "-q"],
+        "",
+    );
+
+    // Wait until every query answers with data (rates need two scrapes of each series).
+    let exprs = dashboard_exprs();
+    assert!(exprs.len() > 20, "{exprs:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut missing;
+    loop {
+        missing = Vec::new();
+        for (file, e) in &exprs {
+            let r = prom.request("GET", &format!("/api/v1/query?query={}", encode(e)), None);
+            let ok = match r {
+                Ok(r) if r.status == 200 => {
+                    let v = r.json().unwrap();
+                    v["status"] == "success"
+                        && v["data"]["result"]
+                            .as_array()
+                            .is_some_and(|a| !a.is_empty())
+                }
+                Ok(r) => panic!(
+                    "{file}: {e}: Prometheus refused it: {}",
+                    String::from_utf8_lossy(&r.body)
+                ),
+                Err(_) => false,
+            };
+            if !ok {
+                missing.push(format!("{file}: {e}"));
+            }
+        }
+        if missing.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        missing.is_empty(),
+        "queries without data:\n{}",
+        missing.join("\n")
+    );
+    drop(prometheus);
+    stop(eddy);
+}
