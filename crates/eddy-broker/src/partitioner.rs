@@ -2,45 +2,7 @@
 //! first; else the key hashed with murmur2 (so a key lands where the Java client puts it);
 //! else round-robin, sticky per batch. Pure.
 
-/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as a signed 32-bit value.
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let len = data.len();
-    let mut h: u32 = SEED ^ (len as u32);
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let rest = chunks.remainder();
-    if rest.len() >= 3 {
-        h ^= u32::from(rest[2]) << 16;
-    }
-    if rest.len() >= 2 {
-        h ^= u32::from(rest[1]) << 8;
-    }
-    if !rest.is_empty() {
-        h ^= u32::from(rest[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// The partition Kafka's default partitioner picks for `key` among `partitions`
-/// (`toPositive(murmur2(key)) % partitions`). `partitions` must be at least 1.
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    let positive = (murmur2(key) & 0x7fff_ffff) as u32;
-    positive % partitions.max(1)
-}
+pub use eddy_types::{murmur2, partition_for_key};
 
 /// Round-robin for unkeyed records, sticky per batch (Kafka's KIP-480): records go to one
 /// partition until the producer closes a batch there, then to the next.

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`PartitionId`]: the storage-level id of one partition replica inside a log directory.
 //! - [`BrokerId`], [`TopicName`] (validated as Kafka does), [`Acks`].
+//! - [`murmur2`] and [`partition_for_key`]: Kafka's key hashing, shared by the producer's
+//!   partitioner and the context bubbles' partition hint.
 //! - [`ErrorKind`] and [`ClassifyError`]: how every crate's error enum says what kind of
 //!   failure it is, so that `eddy-kafka` and `eddy-http` can each map kinds to codes in one place.
 //!
@@ -214,6 +216,48 @@ impl ErrorKind {
 pub trait ClassifyError {
     /// The kind of this failure.
     fn kind(&self) -> ErrorKind;
+}
+
+// ---- Kafka's key hashing: shared by the producer's partitioner and the context bubbles ----
+
+/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as a signed 32-bit value.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h: u32 = SEED ^ (len as u32);
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for `key` among `partitions`
+/// (`toPositive(murmur2(key)) % partitions`). `partitions` must be at least 1.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    let positive = (murmur2(key) & 0x7fff_ffff) as u32;
+    positive % partitions.max(1)
 }
 
 #[cfg(test)]
