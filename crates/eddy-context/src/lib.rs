@@ -11,6 +11,7 @@
 //!   most strategies build on.
 //! - [`registry`]: strategies by name.
 //! - [`conformance`]: the rules every strategy must keep, as one function.
+//! - [`irc`]: IRC logs as messages, to score strategies on the disentanglement corpus.
 //! - [`ContextError`]: the crate's one error type.
 //!
 //! ```
@@ -29,6 +30,7 @@
 
 pub mod conformance;
 mod error;
+pub mod irc;
 pub mod message;
 pub mod registry;
 pub mod strategy;

@@ -6,8 +6,10 @@
 //! # Layout
 //! - `serve`: settings (flags, `EDDY_*` variables, a TOML file, defaults) and the server.
 //! - `cli`: the client commands, their tables and exit codes.
+//! - `context`: `eddy context disentangle`, strategies replayed over IRC logs.
 
 mod cli;
+mod context;
 mod serve;
 
 use std::process::ExitCode;
@@ -50,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::GroupsCmd,
     },
+    /// Context strategies outside a pipeline (scoring them on IRC logs).
+    Context {
+        #[command(subcommand)]
+        command: context::ContextCmd,
+    },
 }
 
 fn init_logs(default: tracing::Level) -> anyhow::Result<()> {
@@ -78,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => cli::produce(args),
         Command::Consume(args) => cli::consume(args),
         Command::Groups { command } => cli::groups(command),
+        Command::Context { command } => context::run(command),
     }
 }
 
