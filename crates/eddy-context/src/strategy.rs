@@ -150,7 +150,10 @@ impl History {
         let mut chars = 0usize;
         let mut count = 0usize;
         let mut take = |s: usize, force: bool| -> bool {
-            let len = self.messages[s].content.chars().count();
+            let Some(m) = self.messages.get(s) else {
+                return false;
+            };
+            let len = m.content.chars().count();
             if force || (count < budget.max_messages && chars + len <= budget.max_chars) {
                 count += 1;
                 chars += len;

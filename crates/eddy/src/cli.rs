@@ -172,7 +172,8 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 s.push_str(c);
             } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                let w = widths.get(i).copied().unwrap_or(0);
+                s.push_str(&format!("{c:<w$}  "));
             }
         }
         s.trim_end().to_owned() + "\n"
