@@ -10,6 +10,8 @@
 //! - [`strategy`]: the trait, [`Budget`], [`Context`], and [`History`], the in-order store
 //!   most strategies build on.
 //! - [`registry`]: strategies by name.
+//! - [`respond`]: consumer responses (reply, quote, reaction, @mention) as chat messages with
+//!   the right bubble, the [`Responder`] trait and the model-free [`OfflineResponder`].
 //! - [`conformance`]: the rules every strategy must keep, as one function.
 //! - [`irc`]: IRC logs as messages, to score strategies on the disentanglement corpus.
 //! - [`ContextError`]: the crate's one error type.
@@ -33,6 +35,7 @@ mod error;
 pub mod irc;
 pub mod message;
 pub mod registry;
+pub mod respond;
 pub mod strategy;
 
 pub use error::ContextError;
@@ -40,4 +43,5 @@ pub use message::{
     room_topic, stable_partition, user_topic, BubbleAssigner, ChatMessage, Draft, MessageKind,
 };
 pub use registry::Registry;
+pub use respond::{response_message, OfflineResponder, Responder, Responding, Response};
 pub use strategy::{Assignment, Budget, Context, ContextStrategy, History};
