@@ -115,23 +115,26 @@ impl History {
         list[..end].iter().rev().copied()
     }
 
+    /// The position of the explicit parent of the message at `seq`, if that parent was
+    /// observed before it.
+    pub fn explicit_parent(&self, seq: usize) -> Option<usize> {
+        let parent = self.messages.get(seq)?.parent_message_id.as_deref()?;
+        self.seq(parent).filter(|&p| p < seq)
+    }
+
+    /// The id of the message at `seq`.
+    pub fn id(&self, seq: usize) -> Option<&str> {
+        self.messages.get(seq).map(|m| m.message_id.as_str())
+    }
+
     /// The explicit reply chain ending at `seq`, root first; stops at a parent never observed
     /// or observed later (a malformed link), and at a cycle.
     pub fn explicit_chain(&self, seq: usize) -> Vec<usize> {
         let mut chain = vec![seq];
         let mut at = seq;
-        while let Some(parent) = self
-            .messages
-            .get(at)
-            .and_then(|m| m.parent_message_id.as_deref())
-        {
-            match self.seq(parent) {
-                Some(p) if p < at => {
-                    chain.push(p);
-                    at = p;
-                }
-                _ => break,
-            }
+        while let Some(p) = self.explicit_parent(at) {
+            chain.push(p);
+            at = p;
         }
         chain.reverse();
         chain

@@ -173,11 +173,7 @@ impl ContextStrategy for Heuristic {
         let now = m.timestamp;
         let room = self.rooms.entry(m.chat_id.clone()).or_default();
         let within = |at: i64, secs: i64| now.saturating_sub(at) <= secs.saturating_mul(1000);
-        let explicit = m
-            .parent_message_id
-            .as_deref()
-            .and_then(|id| self.history.seq(id))
-            .filter(|&ps| ps < seq);
+        let explicit = self.history.explicit_parent(seq);
         let addr = addressee(m, room, &me);
         // Only the overlap fallback needs the words; building them is most of the cost.
         let words = if p.overlap > 0.0 {
@@ -242,9 +238,7 @@ impl ContextStrategy for Heuristic {
         self.parent.push(parent);
         self.bubble.push(context_id.clone());
         Assignment {
-            parent: parent
-                .and_then(|s| self.history.at(s))
-                .map(|x| x.message_id.clone()),
+            parent: parent.and_then(|s| self.history.id(s)).map(str::to_owned),
             context_id,
         }
     }

@@ -59,18 +59,12 @@ impl ContextStrategy for RecentWindow {
 
     fn observe(&mut self, m: &ChatMessage) -> Assignment {
         let seq = self.history.push(m);
-        let explicit = m
-            .parent_message_id
-            .as_deref()
-            .filter(|p| self.history.seq(p).is_some_and(|ps| ps < seq))
+        let parent = self
+            .history
+            .explicit_parent(seq)
+            .or_else(|| self.history.chat_before(&m.chat_id, seq).next())
+            .and_then(|p| self.history.id(p))
             .map(str::to_owned);
-        let parent = explicit.or_else(|| {
-            self.history
-                .chat_before(&m.chat_id, seq)
-                .next()
-                .and_then(|p| self.history.at(p))
-                .map(|p| p.message_id.clone())
-        });
         let context_id = parent
             .as_deref()
             .and_then(|p| self.bubble.get(p).cloned())

@@ -70,18 +70,17 @@ impl ContextStrategy for ReplyChain {
 
     fn observe(&mut self, m: &ChatMessage) -> Assignment {
         let seq = self.history.push(m);
-        let parent = m
-            .parent_message_id
-            .as_deref()
-            .filter(|p| self.history.seq(p).is_some_and(|ps| ps < seq));
+        let parent = self
+            .history
+            .explicit_parent(seq)
+            .and_then(|p| self.history.id(p))
+            .map(str::to_owned);
         let context_id = parent
+            .as_deref()
             .and_then(|p| self.bubble.get(p).cloned())
             .unwrap_or_else(|| m.context_id.clone());
         self.bubble.insert(m.message_id.clone(), context_id.clone());
-        Assignment {
-            parent: parent.map(str::to_owned),
-            context_id,
-        }
+        Assignment { parent, context_id }
     }
 
     fn context_for(&self, message_id: &str, budget: &Budget) -> Option<Context> {

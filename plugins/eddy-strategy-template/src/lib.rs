@@ -54,10 +54,11 @@ impl ContextStrategy for Template {
 
     fn observe(&mut self, m: &ChatMessage) -> Assignment {
         let seq = self.history.push(m);
-        let parent = m
-            .parent_message_id
-            .clone()
-            .filter(|p| self.history.seq(p).is_some_and(|ps| ps < seq));
+        let parent = self
+            .history
+            .explicit_parent(seq)
+            .and_then(|p| self.history.id(p))
+            .map(str::to_owned);
         Assignment {
             parent,
             context_id: m.context_id.clone(),
