@@ -152,18 +152,17 @@ fn assert_context_rules(
         "{name}: the thread of {} does not end at it",
         m.message_id
     );
-    let thread: Vec<usize> = ctx.thread.iter().map(|t| pos(&t.message_id)).collect();
-    assert!(
-        thread.windows(2).all(|w| w[0] < w[1]),
-        "{name}: the thread of {} is not in order: {thread:?}",
-        m.message_id
-    );
-    let background: Vec<usize> = ctx.background.iter().map(|b| pos(&b.message_id)).collect();
-    assert!(
-        background.windows(2).all(|w| w[0] < w[1]),
-        "{name}: the background of {} is not in order: {background:?}",
-        m.message_id
-    );
+    let in_order = |part: &str, messages: &[ChatMessage]| -> Vec<usize> {
+        let at: Vec<usize> = messages.iter().map(|x| pos(&x.message_id)).collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "{name}: the {part} of {} is not in order: {at:?}",
+            m.message_id
+        );
+        at
+    };
+    let thread = in_order("thread", &ctx.thread);
+    let background = in_order("background", &ctx.background);
     for p in thread.iter().chain(&background) {
         assert!(
             *p <= seq,

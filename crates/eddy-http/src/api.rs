@@ -54,7 +54,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 
 /// A route whose other methods get the JSON 405 body.
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(not_found))
+    web::resource(path).default_service(web::to(method_not_allowed))
 }
 
 fn ok_json<T: serde::Serialize>(v: &T) -> HttpResponse {
@@ -384,30 +384,52 @@ async fn consume_partition(
     })?;
     let cluster = &entry.cluster;
     cluster.describe_topic(&q.topic)?;
-    let offset = match q.offset {
-        Some(o) => o,
-        None => {
-            cluster
-                .list_offsets(&q.topic, partition, None)
-                .await?
-                .log_start
-        }
-    };
+    let offset = start_offset(cluster, &q.topic, partition, q.offset).await?;
+    let (records, next_offset, high_watermark) =
+        read_partition(cluster, &q.topic, partition, offset, &p).await?;
+    Ok(ok_json(&Consumed {
+        records,
+        next_offset: Some(next_offset),
+        high_watermark: Some(high_watermark),
+    }))
+}
+
+/// Where a direct read starts: `offset`, else the partition's log start.
+async fn start_offset(
+    cluster: &eddy_broker::Cluster,
+    topic: &str,
+    partition: u32,
+    offset: Option<u64>,
+) -> Result<u64> {
+    match offset {
+        Some(o) => Ok(o),
+        None => Ok(cluster
+            .list_offsets(topic, partition, None)
+            .await?
+            .log_start),
+    }
+}
+
+/// One direct read (a long poll of `p.wait`): at most `p.max` records from `offset`, with the
+/// offset the next read starts at and the high watermark.
+async fn read_partition(
+    cluster: &eddy_broker::Cluster,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    p: &ConsumeParams,
+) -> Result<(Vec<RecordOut>, u64, u64)> {
     let reply = cluster
-        .fetch_wait(&q.topic, partition, offset, FETCH_BYTES, p.wait)
+        .fetch_wait(topic, partition, offset, FETCH_BYTES, p.wait)
         .await?;
     let mut records = decode_records(reply.records, offset)?;
     records.truncate(p.max);
-    let next_offset = records.last().map_or(offset, |r| r.offset + 1);
+    let next = records.last().map_or(offset, |r| r.offset + 1);
     let out = records
         .into_iter()
-        .map(|r| record_out(q.topic.clone(), partition, r, p.format))
+        .map(|r| record_out(topic.to_owned(), partition, r, p.format))
         .collect();
-    Ok(ok_json(&Consumed {
-        records: out,
-        next_offset: Some(next_offset),
-        high_watermark: Some(reply.high_watermark),
-    }))
+    Ok((out, next, reply.high_watermark))
 }
 
 /// Bytes asked per direct fetch.
@@ -575,16 +597,7 @@ async fn stream_events(state: State, q: web::Query<ConsumeQuery>) -> Result<Http
             }))
         }
         (None, Some(partition)) => {
-            let offset = match q.offset {
-                Some(o) => o,
-                None => {
-                    entry
-                        .cluster
-                        .list_offsets(&q.topic, partition, None)
-                        .await?
-                        .log_start
-                }
-            };
+            let offset = start_offset(&entry.cluster, &q.topic, partition, q.offset).await?;
             Source::Partition {
                 cluster: entry.cluster.clone(),
                 topic: q.topic.clone(),
@@ -671,18 +684,10 @@ impl Source {
                 partition,
                 offset,
             } => {
-                let reply = cluster
-                    .fetch_wait(topic, *partition, *offset, FETCH_BYTES, p.wait)
-                    .await?;
-                let mut records = decode_records(reply.records, *offset)?;
-                records.truncate(p.max);
-                if let Some(last) = records.last() {
-                    *offset = last.offset + 1;
-                }
-                Ok(records
-                    .into_iter()
-                    .map(|r| record_out(topic.clone(), *partition, r, p.format))
-                    .collect())
+                let (records, next, _) =
+                    read_partition(cluster, topic, *partition, *offset, p).await?;
+                *offset = next;
+                Ok(records)
             }
             Source::Done => Ok(Vec::new()),
         }
@@ -826,27 +831,15 @@ async fn openapi(state: State) -> HttpResponse {
         .body(state.openapi.clone())
 }
 
-/// Every request that matches no route.
+/// A request whose path matches no route.
 pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
-    let known = [
-        "/clusters",
-        "/topics",
-        "/events",
-        "/events/stream",
-        "/offsets",
-        "/groups",
-        "/metrics",
-        "/openapi.json",
-    ];
-    let path = req.path();
-    let e = if known.contains(&path)
-        || path.starts_with("/clusters/")
-        || path.starts_with("/topics/")
-        || path.starts_with("/groups/")
-    {
-        HttpError::MethodNotAllowed(format!("{} is not served on {path}", req.method()))
-    } else {
-        HttpError::NotFound(format!("no route {path}; see /openapi.json"))
-    };
+    let e = HttpError::NotFound(format!("no route {}; see /openapi.json", req.path()));
+    actix_web::ResponseError::error_response(&e)
+}
+
+/// A request to a route that does not serve its method.
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let e =
+        HttpError::MethodNotAllowed(format!("{} is not served on {}", req.method(), req.path()));
     actix_web::ResponseError::error_response(&e)
 }

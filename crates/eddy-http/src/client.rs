@@ -8,6 +8,20 @@ use std::time::Duration;
 
 use crate::error::HttpError;
 
+/// `s` percent-encoded for a query string or a path segment (every byte but
+/// `A-Z a-z 0-9 - _ . ~`).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// An answer.
 #[derive(Debug, Clone)]
 pub struct Response {

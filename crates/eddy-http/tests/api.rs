@@ -557,6 +557,12 @@ fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
         "method_not_allowed",
     );
     assert_error(
+        &s.client.request("PATCH", "/topics/t", None).unwrap(),
+        405,
+        "method_not_allowed",
+    );
+    assert_error(&s.get("/topics/t/partitions"), 404, "not_found");
+    assert_error(
         &s.delete("/topics/__consumer_offsets"),
         400,
         "invalid_request",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use eddy_http::client::{Client, Response};
+use eddy_http::client::{encode_component as encode, Client, Response};
 use serde_json::{json, Value};
 
 /// A request the server answered with an error.
@@ -79,18 +79,6 @@ fn query(pairs: &[(&str, String)]) -> String {
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl Api {

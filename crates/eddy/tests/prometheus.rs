@@ -7,21 +7,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{serve, stop};
-use eddy_http::client::Client;
+use common::{kcat, serve, stop, Proc};
+use eddy_http::client::{encode_component, Client};
 use serde_json::{json, Value};
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -29,18 +20,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn dashboard_exprs() -> Vec<(String, String)> {
@@ -67,25 +46,6 @@ fn dashboard_exprs() -> Vec<(String, String)> {
     out
 }
 
-fn kcat(boot: &str, args: &[&str], input: &str) {
-    let mut child = Command::new("kcat")
-        .arg("-b")
-        .arg(boot)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("kcat is missing: run ./scripts/test, which installs it");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +62,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         ),
     )
     .unwrap();
-    let prometheus = KillOnDrop(
+    let prometheus = Proc::new(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -154,11 +114,11 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     }
     api.request("GET", "/events?topic=chat&partition=0&wait_ms=0", None)
         .unwrap();
-    kcat(&boot, &["-P", "-t", "chat", "-K:"], "a:1\nb:2\n");
+    kcat(&boot, &["-P", "-t", "chat", "-K:"], Some("a:1\nb:2\n"));
     kcat(
         &boot,
         &["-C", "-t", "chat", "-o", "beginning", "-e", "-q"],
-        "",
+        None,
     );
 
     // Wait until every query answers with data (rates need two scrapes of each series).
@@ -169,7 +129,11 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     loop {
         missing = Vec::new();
         for (file, e) in &exprs {
-            let r = prom.request("GET", &format!("/api/v1/query?query={}", encode(e)), None);
+            let r = prom.request(
+                "GET",
+                &format!("/api/v1/query?query={}", encode_component(e)),
+                None,
+            );
             let ok = match r {
                 Ok(r) if r.status == 200 => {
                     let v = r.json().unwrap();

@@ -5,36 +5,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{serve, stop};
+use common::{kcat, serve, stop};
 use eddy_http::client::Client;
-
-fn kcat(boot: &str, args: &[&str], input: Option<&str>) -> String {
-    let mut child = Command::new("kcat")
-        .arg("-b")
-        .arg(boot)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is missing: run ./scripts/test, which installs it");
-    let mut stdin = child.stdin.take().unwrap();
-    if let Some(input) = input {
-        stdin.write_all(input.as_bytes()).unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kcat {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn test_serve_runs_answers_kafka_clients_and_stops_cleanly_on_sigterm() {

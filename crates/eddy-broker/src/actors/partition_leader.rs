@@ -88,6 +88,38 @@ pub(crate) struct PartitionLeader {
     checkpoint: HwCheckpoint,
     /// `eddy_partition_high_watermark` for this partition (a handle: no lookup per move).
     hw_gauge: metrics::Gauge,
+    /// The fetch metrics of this partition's topic, as handles (no label allocation per fetch).
+    fetch_metrics: FetchMetrics,
+}
+
+/// Handles on the per-topic fetch metrics, cloned into each fetch's answer.
+#[derive(Clone)]
+struct FetchMetrics {
+    requests: metrics::Counter,
+    bytes: metrics::Counter,
+    records: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+impl FetchMetrics {
+    fn new(topic: &TopicName) -> FetchMetrics {
+        let t = topic.to_string();
+        FetchMetrics {
+            requests: metrics::counter!(eddy_metrics::FETCH_REQUESTS, "topic" => t.clone()),
+            bytes: metrics::counter!(eddy_metrics::FETCH_BYTES, "topic" => t.clone()),
+            records: metrics::counter!(eddy_metrics::FETCH_RECORDS, "topic" => t.clone()),
+            latency: metrics::histogram!(eddy_metrics::FETCH_LATENCY, "topic" => t),
+        }
+    }
+
+    /// Counts a fetch once, when it is answered (at once or after a long poll).
+    fn answered(&self, reply: &FetchReply, started: Instant) {
+        self.requests.increment(1);
+        self.bytes.increment(reply.records.len() as u64);
+        self.records
+            .increment(crate::records::count_records(&reply.records));
+        self.latency.record(started.elapsed().as_secs_f64());
+    }
 }
 
 impl PartitionLeader {
@@ -119,6 +151,7 @@ impl PartitionLeader {
         );
         Ok(PartitionLeader {
             hw_gauge,
+            fetch_metrics: FetchMetrics::new(&topic),
             index: meta.index,
             pid: meta.id,
             epoch: meta.leader_epoch,
@@ -605,8 +638,8 @@ impl Handler<Fetch> for PartitionLeader {
 
     fn handle(&mut self, msg: Fetch, _ctx: &mut Context<Self>) -> Self::Result {
         self.touch();
-        let topic = self.topic.to_string();
-        let started = std::time::Instant::now();
+        let fetch_metrics = self.fetch_metrics.clone();
+        let started = Instant::now();
         let (tx, rx) = oneshot::channel();
         match self.read_for_consumer(&msg) {
             Ok(r) if r.records.len() >= msg.min_bytes.max(1) || msg.max_wait.is_zero() => {
@@ -625,15 +658,7 @@ impl Handler<Fetch> for PartitionLeader {
                 .await
                 .unwrap_or_else(|e| Err(BrokerError::Stopped(e.to_string())));
             if let Ok(r) = &reply {
-                // Answered now or after a long poll: counted once, when answered.
-                metrics::counter!(eddy_metrics::FETCH_REQUESTS, "topic" => topic.clone())
-                    .increment(1);
-                metrics::counter!(eddy_metrics::FETCH_BYTES, "topic" => topic.clone())
-                    .increment(r.records.len() as u64);
-                metrics::counter!(eddy_metrics::FETCH_RECORDS, "topic" => topic.clone())
-                    .increment(crate::records::count_records(&r.records));
-                metrics::histogram!(eddy_metrics::FETCH_LATENCY, "topic" => topic)
-                    .record(started.elapsed().as_secs_f64());
+                fetch_metrics.answered(r, started);
             }
             reply
         })

@@ -1,7 +1,7 @@
 //! `eddy serve` as a child process on free ports, for the binary's tests.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,13 +36,20 @@ pub fn serve(dir: &Path) -> (Proc, String, String) {
         .to_owned();
     // Keep draining stdout so the server never writes into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (Proc(Some(child)), boot, http)
+    (Proc::new(child), boot, http)
 }
 
 /// A child process killed if the test fails before stopping it (it would otherwise hold the
 /// test runner's stderr open).
 #[derive(Debug)]
 pub struct Proc(Option<Child>);
+
+impl Proc {
+    /// Kills `child` when dropped.
+    pub fn new(child: Child) -> Proc {
+        Proc(Some(child))
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -67,4 +74,30 @@ pub fn stop(mut proc: Proc) {
         assert!(Instant::now() < deadline, "eddy did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs kcat against `boot` with `input` on its stdin; its stdout. Fails the test if kcat
+/// fails.
+pub fn kcat(boot: &str, args: &[&str], input: Option<&str>) -> String {
+    let mut child = Command::new("kcat")
+        .arg("-b")
+        .arg(boot)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is missing: run ./scripts/test, which installs it");
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kcat {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
