@@ -325,6 +325,8 @@ struct PartitionState {
     paused: bool,
     /// The last offset committed from this consumer.
     committed: Option<u64>,
+    /// The partition's high watermark at the last fetch answered.
+    high_watermark: Option<u64>,
 }
 
 /// A group or standalone consumer over a [`Cluster`]. See the [module docs](self).
@@ -491,6 +493,13 @@ impl Consumer {
         self.partitions
             .get(&(topic.to_owned(), partition))
             .and_then(|p| p.position)
+    }
+
+    /// Records of an assigned partition not yet returned by `poll`: its high watermark at
+    /// the last fetch minus the position. `None` until a fetch of it has been answered.
+    pub fn lag(&self, topic: &str, partition: u32) -> Option<u64> {
+        let st = self.partitions.get(&(topic.to_owned(), partition))?;
+        Some(st.high_watermark?.saturating_sub(st.position?))
     }
 
     fn state_mut(
@@ -1047,6 +1056,7 @@ impl Consumer {
                 if !any && st.position == Some(offset) {
                     st.position = Some(next); // only control records or a compacted gap
                 }
+                st.high_watermark = Some(reply.high_watermark);
                 metrics::gauge!(
                     eddy_metrics::CONSUMER_LAG,
                     "group" => self.group_label.clone(),

@@ -30,6 +30,14 @@ pub enum ContextError {
         /// Why.
         reason: String,
     },
+    /// A responder (a model) could not answer.
+    #[error("responder failed: {message}")]
+    Responder {
+        /// What went wrong.
+        message: String,
+        /// Whether trying again may help (a timeout, a 429 or 5xx answer).
+        retriable: bool,
+    },
     /// Two strategies were registered under one name.
     #[error("a strategy named {0} is registered already")]
     Duplicate(String),
@@ -41,6 +49,7 @@ impl ClassifyError for ContextError {
             ContextError::UnknownStrategy { .. } => ErrorKind::NotFound,
             ContextError::Duplicate(_) => ErrorKind::AlreadyExists,
             ContextError::Encode(_) => ErrorKind::Internal,
+            ContextError::Responder { .. } => ErrorKind::Unavailable,
             ContextError::Decode(_) | ContextError::Invalid(_) | ContextError::BadParams { .. } => {
                 ErrorKind::Invalid
             }

@@ -44,4 +44,4 @@ pub use message::{
 };
 pub use registry::Registry;
 pub use respond::{response_message, OfflineResponder, Responder, Responding, Response};
-pub use strategy::{Assignment, Budget, Context, ContextStrategy, History};
+pub use strategy::{Assignment, Budget, Context, ContextLookup, ContextStrategy, History};

@@ -25,7 +25,7 @@ impl Default for Budget {
 }
 
 /// The context of one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Context {
     /// The message.
     pub message_id: String,
@@ -59,6 +59,13 @@ pub trait ContextStrategy: Send + std::fmt::Debug {
     fn observe(&mut self, message: &ChatMessage) -> Assignment;
 
     /// The context of an observed message (`None` if it was never observed).
+    fn context_for(&self, message_id: &str, budget: &Budget) -> Option<Context>;
+}
+
+/// Answers `context_for` for messages a running pipeline observed: what the HTTP API's
+/// `GET /context/{message_id}` asks. Implemented by the context consumer's shared handle.
+pub trait ContextLookup: Send + Sync + std::fmt::Debug {
+    /// The context of `message_id`, `None` if it was never observed.
     fn context_for(&self, message_id: &str, budget: &Budget) -> Option<Context>;
 }
 

@@ -103,9 +103,29 @@ pub const HTTP_REQUESTS: &str = "eddy_http_requests_total";
 /// Time to answer an HTTP request (for streams: until the stream starts). Labels: `route`.
 pub const HTTP_REQUEST_LATENCY: &str = "eddy_http_request_seconds";
 
-/// Histogram buckets for `_seconds` metrics: 0.5 ms to 30 s.
+/// Chat messages the context consumer took from its topics, by outcome: `observed` (given to
+/// the strategy), `duplicate` (a message id seen before), `invalid` (not a chat message).
+/// Labels: `strategy`, `outcome`.
+pub const CONTEXT_MESSAGES: &str = "eddy_context_messages_total";
+/// Time to assemble one message's context (thread and background) with the strategy, in the
+/// context consumer or for `GET /context/{id}`. Labels: `strategy`.
+pub const CONTEXT_ASSEMBLY_LATENCY: &str = "eddy_context_assembly_seconds";
+/// Messages the context consumer's strategy holds (observed since its state was created).
+/// Labels: `strategy`.
+pub const CONTEXT_HISTORY: &str = "eddy_context_history_messages";
+/// Consumer responses by outcome: `sent` (produced and acknowledged), `failed` (the responder
+/// failed after its retries, or its circuit is open), `dropped` (the responder's queue was
+/// full), `produce_failed`. Labels: `responder`, `outcome`.
+pub const CONTEXT_RESPONSES: &str = "eddy_context_responses_total";
+/// Time one responder call took (a model's answer, retries included). Labels: `responder`.
+pub const CONTEXT_RESPONDER_LATENCY: &str = "eddy_context_responder_seconds";
+/// Messages waiting for the responder. Labels: `responder`.
+pub const CONTEXT_RESPONDER_QUEUE: &str = "eddy_context_responder_queue";
+
+/// Histogram buckets for `_seconds` metrics: 0.1 ms to 30 s.
 pub const SECONDS_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
 ];
 /// Histogram buckets for `_bytes` metrics: 1 KiB to 16 MiB.
 pub const BYTES_BUCKETS: &[f64] = &[
@@ -226,6 +246,42 @@ pub const ALL: &[Metric] = &[
         Kind::Histogram,
         Unit::Seconds,
         "time to answer an HTTP request",
+    ),
+    m(
+        CONTEXT_MESSAGES,
+        Kind::Counter,
+        Unit::Count,
+        "chat messages the context consumer took, by outcome",
+    ),
+    m(
+        CONTEXT_ASSEMBLY_LATENCY,
+        Kind::Histogram,
+        Unit::Seconds,
+        "time to assemble one message's context with the strategy",
+    ),
+    m(
+        CONTEXT_HISTORY,
+        Kind::Gauge,
+        Unit::Count,
+        "messages the context consumer's strategy holds",
+    ),
+    m(
+        CONTEXT_RESPONSES,
+        Kind::Counter,
+        Unit::Count,
+        "consumer responses, by outcome",
+    ),
+    m(
+        CONTEXT_RESPONDER_LATENCY,
+        Kind::Histogram,
+        Unit::Seconds,
+        "time one responder call took, retries included",
+    ),
+    m(
+        CONTEXT_RESPONDER_QUEUE,
+        Kind::Gauge,
+        Unit::Count,
+        "messages waiting for the responder",
     ),
     m(
         REPLICATION_BYTES,
