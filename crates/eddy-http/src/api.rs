@@ -48,6 +48,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/groups").route(web::get().to(list_groups)))
     .service(resource("/groups/{id}").route(web::get().to(get_group)))
     .service(resource("/groups/{id}/consumers/{name}").route(web::delete().to(close_consumer)))
+    .service(resource("/context/{message_id}").route(web::get().to(get_context)))
     .service(resource("/metrics").route(web::get().to(metrics)))
     .service(resource("/openapi.json").route(web::get().to(openapi)));
 }
@@ -814,6 +815,50 @@ async fn close_consumer(
 }
 
 // ---- metrics and the API document ----
+
+// ---- context bubbles ----
+
+/// The most messages and characters one context may be asked for.
+const MAX_CONTEXT_MESSAGES: usize = 10_000;
+const MAX_CONTEXT_CHARS: usize = 10_000_000;
+
+async fn get_context(
+    state: State,
+    id: web::Path<String>,
+    q: web::Query<ContextQuery>,
+) -> Result<HttpResponse> {
+    let lookup = state
+        .context
+        .clone()
+        .ok_or_else(|| HttpError::Unavailable("no context consumer runs in this server".into()))?;
+    let default = eddy_context::Budget::default();
+    let budget = eddy_context::Budget {
+        max_messages: q.max_messages.unwrap_or(default.max_messages),
+        max_chars: q.max_chars.unwrap_or(default.max_chars),
+    };
+    if !(1..=MAX_CONTEXT_MESSAGES).contains(&budget.max_messages) {
+        return Err(HttpError::BadRequest(format!(
+            "max_messages must be 1 to {MAX_CONTEXT_MESSAGES}"
+        )));
+    }
+    if !(1..=MAX_CONTEXT_CHARS).contains(&budget.max_chars) {
+        return Err(HttpError::BadRequest(format!(
+            "max_chars must be 1 to {MAX_CONTEXT_CHARS}"
+        )));
+    }
+    let id = id.into_inner();
+    let wanted = id.clone();
+    // The strategy is shared with the consumer (a lock); keep it off the reactor.
+    let context = web::block(move || lookup.context_for(&wanted, &budget))
+        .await
+        .map_err(|e| HttpError::Unavailable(format!("context lookup: {e}")))?;
+    match context {
+        Some(c) => Ok(ok_json(&c)),
+        None => Err(HttpError::NotFound(format!(
+            "message {id:?} has not been observed by the context consumer"
+        ))),
+    }
+}
 
 async fn metrics(state: State) -> Result<HttpResponse> {
     let handle = state

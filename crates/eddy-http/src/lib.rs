@@ -98,7 +98,18 @@ impl HttpServer {
         config: HttpConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Result<HttpServer, HttpError> {
-        let state = Arc::new(ApiState::open(main, config.clone(), metrics)?);
+        HttpServer::start_with_context(main, config, metrics, None)
+    }
+
+    /// [`HttpServer::start`], also serving `GET /context/{message_id}` from `context` (a
+    /// running context consumer's strategy).
+    pub fn start_with_context(
+        main: Cluster,
+        config: HttpConfig,
+        metrics: Option<PrometheusHandle>,
+        context: Option<Arc<dyn eddy_context::ContextLookup>>,
+    ) -> Result<HttpServer, HttpError> {
+        let state = Arc::new(ApiState::open(main, config.clone(), metrics, context)?);
         let data = web::Data::from(state.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()

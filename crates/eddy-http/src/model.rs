@@ -223,6 +223,16 @@ pub struct ClusterQuery {
     pub cluster: Option<String>,
 }
 
+/// The query of `GET /context/{message_id}`: the budget.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextQuery {
+    /// Most messages, thread and background together (default 50).
+    pub max_messages: Option<usize>,
+    /// Most characters of content (default 16,000).
+    pub max_chars: Option<usize>,
+}
+
 /// One record of `POST /events`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -219,6 +219,14 @@ fn document(c: &HttpConfig) -> Value {
                         "500": error_responses(&["500"])["500"], "503": error_responses(&["503"])["503"],
                     }},
             },
+            "/context/{message_id}": {
+                "get": {"operationId": "getContext",
+                    "description": "The context the running context consumer's strategy assembles for an observed chat message: its thread (root to the message) and background from the group chat, within the budget.",
+                    "parameters": [path("message_id", "The chat message."),
+                        query("max_messages", false, json!({"type": "integer", "minimum": 1, "maximum": 10_000}), "Most messages, thread and background together (default 50)."),
+                        query("max_chars", false, json!({"type": "integer", "minimum": 1, "maximum": 10_000_000}), "Most characters of content (default 16000).")],
+                    "responses": ok("200", "The context", schema_ref("Context"), &["400", "404", "500", "503"])},
+            },
             "/metrics": {
                 "get": {"operationId": "metrics", "responses": {
                     "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -281,6 +289,19 @@ fn document(c: &HttpConfig) -> Value {
                 "partition": {"type": "integer", "minimum": 0, "maximum": U32},
                 "offset": {"type": "integer", "format": "int64", "minimum": 0},
                 "cluster": nullable_str}},
+            "ChatMessage": {"type": "object", "required": ["message_id", "content", "context_id", "parent_message_id", "thread_id", "partition_hint", "sender_id", "sender_name", "chat_id", "timestamp", "mentions", "kind"], "properties": {
+                "message_id": {"type": "string"}, "content": {"type": "string"}, "context_id": {"type": "string"},
+                "parent_message_id": nullable_str, "thread_id": {"type": "string"},
+                "partition_hint": {"type": "integer", "minimum": 0, "nullable": true},
+                "sender_id": {"type": "string"}, "sender_name": {"type": "string"}, "chat_id": {"type": "string"},
+                "timestamp": {"type": "integer", "format": "int64"},
+                "mentions": {"type": "array", "items": {"type": "string"}},
+                "kind": {"type": "string", "enum": ["message", "reply", "quote", "reaction", "mention"]},
+                "emoji": {"type": "string"}}},
+            "Context": {"type": "object", "required": ["message_id", "thread", "background"], "properties": {
+                "message_id": {"type": "string"},
+                "thread": {"type": "array", "items": schema_ref("ChatMessage"), "description": "Root to the message, in order."},
+                "background": {"type": "array", "items": schema_ref("ChatMessage"), "description": "Earlier messages of the group chat, in order."}}},
             "GroupSummary": {"type": "object", "required": ["group", "state"], "properties": {
                 "group": {"type": "string"}, "state": {"type": "string"}}},
             "Group": {"type": "object", "required": ["group", "state", "generation", "members", "partitions"], "properties": {

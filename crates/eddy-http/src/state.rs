@@ -114,6 +114,8 @@ pub struct ApiState {
     pub(crate) sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) openapi: String,
+    /// The running context consumer's strategy, for `GET /context/{message_id}`.
+    pub(crate) context: Option<Arc<dyn eddy_context::ContextLookup>>,
 }
 
 impl ApiState {
@@ -124,6 +126,7 @@ impl ApiState {
         main: Cluster,
         config: HttpConfig,
         metrics: Option<PrometheusHandle>,
+        context: Option<Arc<dyn eddy_context::ContextLookup>>,
     ) -> Result<ApiState, HttpError> {
         let data_dir = main.config().data_dir.clone();
         let default_cluster = main.config().name.clone();
@@ -143,6 +146,7 @@ impl ApiState {
             sessions: Mutex::new(HashMap::new()),
             metrics,
             openapi,
+            context,
         };
         for spec in state.registry()? {
             let entry = open_cluster(&state.data_dir, &spec)?;

@@ -42,7 +42,21 @@ fn schemathesis_finds_no_server_error_and_no_mismatch_with_the_document() {
         session_idle_timeout: Duration::from_secs(2),
         ..test_http_config()
     };
-    let s = Server::start_with(config, None);
+    let mut s = Server::start_with(config, None);
+    // A context consumer too, so that GET /context/{id} is fuzzed past its 503.
+    let mut registry = eddy_context::Registry::new();
+    eddy_strategy_reply_chain::register(&mut registry).unwrap();
+    let context = eddy_pipeline::RunningContext::spawn(
+        s.eddy.as_ref().unwrap().cluster(),
+        registry.build("reply-chain", json!(null)).unwrap(),
+        None,
+        eddy_pipeline::ContextConfig::new(
+            s.dir.path().join("context"),
+            eddy_pipeline::Subscription::Pattern("chatroom_.*".into()),
+        ),
+    )
+    .unwrap();
+    s.attach_context(std::sync::Arc::new(context.handle()));
     s.create_topic("t", 2);
     s.post_expect(
         "/events",
@@ -107,4 +121,5 @@ fn schemathesis_finds_no_server_error_and_no_mismatch_with_the_document() {
     assert!(out.status.success(), "schemathesis failed:\n{}", text(&out));
     // Still serving after it all.
     s.get_ok("/clusters");
+    context.stop().unwrap();
 }

@@ -3,14 +3,12 @@
 //! A Kafka-protocol implementation (for Apache Kafka, Redpanda, or Eddy's own listener)
 //! plugs in behind the same trait.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_broker::{BrokerError, Cluster, NewTopic};
 use eddy_client::{
-    Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord,
-    RebalanceListener, TopicPartition,
+    Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 
 use crate::error::PipelineError;
@@ -35,10 +33,6 @@ pub struct Record {
 pub struct Polled {
     /// Records, in offset order per partition.
     pub records: Vec<Record>,
-    /// Partitions handed to this consumer by a rebalance during the poll: the caller seeks
-    /// them to its own stored positions (records of them in `records` came from the
-    /// client's starting position).
-    pub assigned: Vec<TopicPartition>,
     /// Every partition assigned now, with whether it has been read to its end (as of its
     /// last fetch): what a timestamp merge needs to know whether an older record may still
     /// come.
@@ -50,8 +44,43 @@ pub struct Polled {
 pub enum Subscription {
     /// These topics.
     Topics(Vec<String>),
-    /// Every topic whose whole name matches this regex (e.g. `user_.*`), created later too.
+    /// Every topic whose whole name matches this regex (e.g. `user_.*`), created later too;
+    /// internal topics (`__*`) never.
     Pattern(String),
+}
+
+impl Subscription {
+    /// Checks it: a pattern must be a valid regex, a list must not be empty.
+    pub fn matcher(&self) -> Result<Matcher, PipelineError> {
+        match self {
+            Subscription::Topics(t) if t.is_empty() => Err(PipelineError::Config(
+                "subscribe to at least one topic".into(),
+            )),
+            Subscription::Topics(t) => Ok(Matcher::Topics(t.clone())),
+            Subscription::Pattern(p) => regex_lite::Regex::new(&format!("^(?:{p})$"))
+                .map(Matcher::Pattern)
+                .map_err(|e| PipelineError::Config(format!("topic pattern {p:?}: {e}"))),
+        }
+    }
+}
+
+/// A checked [`Subscription`].
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// These topics.
+    Topics(Vec<String>),
+    /// Whole names matching.
+    Pattern(regex_lite::Regex),
+}
+
+impl Matcher {
+    /// Whether `topic` is read.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Matcher::Topics(t) => t.iter().any(|x| x == topic),
+            Matcher::Pattern(r) => !topic.starts_with("__") && r.is_match(topic),
+        }
+    }
 }
 
 /// One record to write.
@@ -67,13 +96,17 @@ pub struct OutRecord {
     pub value: Bytes,
 }
 
-/// The client a pipeline runs on: a group consumer that can seek, and a producer that waits
-/// for acknowledgements. All calls come from one task.
+/// The client a pipeline runs on: a consumer of partitions it is told to read (no group
+/// rebalances: the pipeline keeps its own offsets, so a restart never waits for an old
+/// member's session to expire), which commits to its group for lag monitoring, and a
+/// producer that waits for acknowledgements. All calls come from one task.
 #[allow(async_fn_in_trait)] // one task drives the client; no Send bound wanted.
 pub trait StreamClient {
-    /// Sets what to read (as a member of the client's group).
-    fn subscribe(&mut self, subscription: &Subscription) -> Result<(), PipelineError>;
-    /// Records that arrived within `timeout` (maybe none), and newly assigned partitions.
+    /// Every topic with its partition count (internal ones included).
+    async fn topics(&mut self) -> Result<Vec<(String, u32)>, PipelineError>;
+    /// Reads exactly `partitions` from now on (the ones kept keep their positions).
+    fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), PipelineError>;
+    /// Records that arrived within `timeout` (maybe none).
     async fn poll(&mut self, timeout: Duration) -> Result<Polled, PipelineError>;
     /// The next poll of `tp` starts at `offset` (an offset below the log start reads from
     /// the log start).
@@ -87,19 +120,8 @@ pub trait StreamClient {
     async fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32, PipelineError>;
     /// Writes `records` and waits for each one's acknowledgement.
     async fn send_all(&mut self, records: Vec<OutRecord>) -> Vec<Result<(), PipelineError>>;
-    /// Leaves the group and flushes the producer.
+    /// Flushes the producer and closes the consumer.
     async fn close(self) -> Result<(), PipelineError>;
-}
-
-#[derive(Debug, Default)]
-struct Assigned(Arc<Mutex<Vec<TopicPartition>>>);
-
-impl RebalanceListener for Assigned {
-    fn on_revoked(&mut self, _partitions: &[TopicPartition]) {}
-    fn on_assigned(&mut self, partitions: &[TopicPartition]) {
-        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        list.extend_from_slice(partitions);
-    }
 }
 
 /// [`StreamClient`] over an in-process cluster.
@@ -108,13 +130,12 @@ pub struct EmbeddedClient {
     cluster: Cluster,
     consumer: Consumer,
     producer: Producer,
-    assigned: Arc<Mutex<Vec<TopicPartition>>>,
 }
 
 impl EmbeddedClient {
-    /// A member of `group` on `cluster` (reading from the earliest offset where it has no
-    /// position, committing only when asked) and an idempotent `acks=all` producer whose
-    /// deliveries time out after `delivery_timeout`. Call from inside an actix system.
+    /// A consumer on `cluster` committing to `group` (reading from the earliest offset where
+    /// it has no position) and an idempotent `acks=all` producer whose deliveries time out
+    /// after `delivery_timeout`. Call from inside an actix system.
     pub async fn connect(
         cluster: &Cluster,
         group: &str,
@@ -123,9 +144,7 @@ impl EmbeddedClient {
         let mut config = ConsumerConfig::with_group(group).auto_offset_reset(OffsetReset::Earliest);
         config.enable_auto_commit = false;
         config.fetch_max_wait = Duration::from_millis(100);
-        let mut consumer = Consumer::new(cluster, config)?;
-        let assigned = Arc::new(Mutex::new(Vec::new()));
-        consumer.set_rebalance_listener(Assigned(assigned.clone()));
+        let consumer = Consumer::new(cluster, config)?;
         let linger = Duration::from_millis(1);
         let producer = Producer::start(
             cluster,
@@ -141,24 +160,26 @@ impl EmbeddedClient {
             cluster: cluster.clone(),
             consumer,
             producer,
-            assigned,
         })
     }
 }
 
 impl StreamClient for EmbeddedClient {
-    fn subscribe(&mut self, subscription: &Subscription) -> Result<(), PipelineError> {
-        match subscription {
-            Subscription::Topics(topics) => self.consumer.subscribe(topics.iter().cloned())?,
-            Subscription::Pattern(p) => self.consumer.subscribe_pattern(p)?,
-        }
-        Ok(())
+    async fn topics(&mut self) -> Result<Vec<(String, u32)>, PipelineError> {
+        Ok(self
+            .cluster
+            .topics()
+            .iter()
+            .map(|t| (t.name.to_string(), t.partitions.len() as u32))
+            .collect())
+    }
+
+    fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), PipelineError> {
+        Ok(self.consumer.assign(partitions.iter().cloned())?)
     }
 
     async fn poll(&mut self, timeout: Duration) -> Result<Polled, PipelineError> {
         let records = self.consumer.poll(timeout).await?;
-        let assigned =
-            std::mem::take(&mut *self.assigned.lock().unwrap_or_else(|p| p.into_inner()));
         let progress = self
             .consumer
             .assignment()
@@ -180,7 +201,6 @@ impl StreamClient for EmbeddedClient {
                     value: r.value,
                 })
                 .collect(),
-            assigned,
         })
     }
 
@@ -240,6 +260,7 @@ impl StreamClient for EmbeddedClient {
 
     async fn close(self) -> Result<(), PipelineError> {
         self.producer.close().await;
-        Ok(self.consumer.close().await?)
+        drop(self.consumer); // assigned by hand: no group to leave
+        Ok(())
     }
 }

@@ -1,16 +1,19 @@
-//! The context consumer: reads chat topics (a list, or a pattern such as `user_.*`) as a
-//! member of its group, merges the partitions' streams by timestamp ([`crate::merge`]),
+//! The context consumer: reads chat topics (a list, or a pattern such as `user_.*`, checked
+//! against the cluster's topics every `refresh_interval`), merges the partitions' streams
+//! by timestamp ([`crate::merge`]),
 //! gives every new message to the strategy, and commits the messages, the next offsets and
 //! the messages awaiting a response to its LMDB state ([`crate::store`]) in one transaction
 //! per batch. On start it replays the stored messages through the strategy and seeks every
-//! partition it is assigned to its stored offset, so a restart resumes exactly where it
-//! stopped. Messages to answer go, with their context, to the [`ResponderWorker`]; its
+//! partition it reads to its stored offset, so a restart resumes exactly where it stopped.
+//! It assigns itself the partitions rather than joining a group's rebalances (one instance
+//! owns the state; a restart would otherwise wait out the old member's session), and
+//! commits its offsets to its group too, for lag in the dashboards. Messages to answer go, with their context, to the [`ResponderWorker`]; its
 //! answers are produced back as consumer responses (to the room's topic, or to the
 //! responder's own `user_{id}` topic for messages read from user topics) and acknowledged
 //! before their messages leave the pending set. Response ids are derived from the message
 //! id, so a response re-sent after a crash is recognised as a duplicate.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -28,7 +31,7 @@ use metrics::{counter, gauge, histogram};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use crate::client::{EmbeddedClient, OutRecord, Record, StreamClient, Subscription};
+use crate::client::{EmbeddedClient, Matcher, OutRecord, Record, StreamClient, Subscription};
 use crate::error::PipelineError;
 use crate::merge::Merger;
 use crate::responder::{Done, Job, ResponderWorker, WorkerConfig};
@@ -51,8 +54,10 @@ pub enum RespondTo {
 pub struct ContextConfig {
     /// What to read.
     pub subscription: Subscription,
-    /// Its consumer group (`eddy-context`).
+    /// The consumer group it commits its offsets to, for monitoring (`eddy-context`).
     pub group: String,
+    /// How often the cluster's topics are checked against the subscription (1 s).
+    pub refresh_interval: Duration,
     /// Where its LMDB state lives.
     pub state_dir: PathBuf,
     /// The LMDB map size: the most the state may grow to (64 GiB; sparse).
@@ -81,6 +86,7 @@ impl ContextConfig {
         ContextConfig {
             subscription,
             group: "eddy-context".into(),
+            refresh_interval: Duration::from_secs(1),
             state_dir: state_dir.into(),
             map_size: 1 << 36,
             merge_wait: Duration::from_millis(200),
@@ -149,6 +155,9 @@ pub struct ContextConsumer<C: StreamClient> {
     worker: Option<ResponderWorker>,
     pending_done: Vec<u64>,
     topic_partitions: HashMap<String, u32>,
+    matcher: Matcher,
+    reading: BTreeSet<TopicPartition>,
+    next_refresh: Instant,
 }
 
 impl<C: StreamClient> std::fmt::Debug for ContextConsumer<C> {
@@ -181,6 +190,7 @@ impl<C: StreamClient> ContextConsumer<C> {
                 "the responder needs a user id and at least one partition".into(),
             ));
         }
+        let matcher = config.subscription.matcher()?;
         let store = ContextStore::open(&config.state_dir, config.map_size)?;
         let mut ids = HashSet::new();
         let mut next_seq = 0;
@@ -213,6 +223,9 @@ impl<C: StreamClient> ContextConsumer<C> {
             worker,
             pending_done: Vec::new(),
             topic_partitions: HashMap::new(),
+            matcher,
+            reading: BTreeSet::new(),
+            next_refresh: Instant::now(),
         };
         gauge!(eddy_metrics::CONTEXT_HISTORY, "strategy" => consumer.handle.name.clone())
             .set(consumer.next_seq as f64);
@@ -237,21 +250,19 @@ impl<C: StreamClient> ContextConsumer<C> {
         self.next_seq
     }
 
-    /// Reads until `stop` fires (or its sender is dropped), then leaves the group.
+    /// Reads until `stop` fires (or its sender is dropped).
     pub async fn run(mut self, mut stop: oneshot::Receiver<()>) -> Result<(), PipelineError> {
-        self.client.subscribe(&self.config.subscription)?;
         let result = loop {
-            match stop.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) => {}
-                _ => break Ok(()),
-            }
-            match self.step().await {
-                Ok(_) => {}
-                Err(e) if e.kind().is_retriable() => {
-                    warn!(error = %e, "context consumer: retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => break Err(e),
+            tokio::select! {
+                _ = &mut stop => break Ok(()),
+                step = self.step() => match step {
+                    Ok(_) => {}
+                    Err(e) if e.kind().is_retriable() => {
+                        warn!(error = %e, "context consumer: retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => break Err(e),
+                },
             }
         };
         // What is held and not stored is read again after a restart.
@@ -259,20 +270,51 @@ impl<C: StreamClient> ContextConsumer<C> {
         result.and(closed)
     }
 
+    /// Reads the partitions of the topics the subscription matches now: new ones from their
+    /// stored offsets (or the start), gone ones forgotten.
+    async fn refresh(&mut self) -> Result<(), PipelineError> {
+        let wanted: BTreeSet<TopicPartition> = self
+            .client
+            .topics()
+            .await?
+            .into_iter()
+            .filter(|(t, _)| self.matcher.matches(t))
+            .flat_map(|(t, n)| (0..n).map(move |p| (t.clone(), p)))
+            .collect();
+        if wanted == self.reading {
+            return Ok(());
+        }
+        let list: Vec<TopicPartition> = wanted.iter().cloned().collect();
+        self.client.assign(&list)?;
+        for tp in wanted.difference(&self.reading) {
+            let at = self.offsets.get(tp).copied().unwrap_or(0);
+            self.client.seek(tp, at)?;
+        }
+        for tp in self.reading.difference(&wanted) {
+            self.merger.drop_partition(tp);
+        }
+        debug!(partitions = wanted.len(), "context consumer: reading");
+        self.reading = wanted;
+        Ok(())
+    }
+
     /// One poll: new messages observed and committed, finished responses produced. Answers
     /// how many messages were observed.
     pub async fn step(&mut self) -> Result<usize, PipelineError> {
-        let polled = self.client.poll(self.config.poll_timeout).await?;
-        let mut reassigned = HashSet::new();
-        for tp in polled.assigned {
-            let at = self.offsets.get(&tp).copied().unwrap_or(0);
-            self.client.seek(&tp, at)?;
-            self.merger.drop_partition(&tp);
-            reassigned.insert(tp);
+        if Instant::now() >= self.next_refresh {
+            self.refresh().await?;
+            self.next_refresh = Instant::now() + self.config.refresh_interval;
         }
+        let polled = if self.reading.is_empty() {
+            tokio::time::sleep(self.config.poll_timeout).await;
+            crate::client::Polled::default()
+        } else {
+            self.client.poll(self.config.poll_timeout).await?
+        };
         for r in polled.records {
             let tp = (r.topic.clone(), r.partition);
-            if reassigned.contains(&tp) || r.offset < self.offsets.get(&tp).copied().unwrap_or(0) {
+            if !self.reading.contains(&tp) || r.offset < self.offsets.get(&tp).copied().unwrap_or(0)
+            {
                 continue;
             }
             self.merger.push(r);

@@ -36,8 +36,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs an Eddy cluster, its Kafka listeners and its HTTP API until Ctrl-C.
-    Serve(serve::ServeArgs),
+    /// Runs an Eddy cluster, its Kafka listeners, its context consumer and its HTTP API
+    /// until Ctrl-C.
+    Serve(Box<serve::ServeArgs>),
     /// Creates, lists, describes and deletes topics.
     Topic {
         #[command(subcommand)]

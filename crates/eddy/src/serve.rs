@@ -1,15 +1,20 @@
 //! `eddy serve`: settings from flags, else `EDDY_*` environment variables, else a TOML config
-//! file (`--config`), else the embedded defaults; then the cluster, its Kafka listeners and
-//! the HTTP API until Ctrl-C or SIGTERM.
+//! file (`--config`), else the embedded defaults; then the cluster, its Kafka listeners, the
+//! context consumer (context bubbles of `user_*` and `chatroom_*` topics, and consumer
+//! responses if a responder is chosen) and the HTTP API, until Ctrl-C or SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use eddy_broker::{ClusterConfig, EmbeddedCluster};
+use eddy_context::{OfflineResponder, Responder};
 use eddy_http::{HttpConfig, HttpServer};
 use eddy_kafka::{KafkaConfig, KafkaServer};
 use eddy_log::Durability;
+use eddy_pipeline::{
+    ContextConfig, OpenAiConfig, OpenAiResponder, RespondTo, RunningContext, Subscription,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Deserialize;
 use tracing::info;
@@ -51,6 +56,44 @@ pub(crate) struct ServeArgs {
     /// background every <ms>; a crash may lose the last <ms> of acknowledged records).
     #[arg(long, env = "EDDY_DURABILITY", value_name = "MODE")]
     durability: Option<String>,
+    /// The context consumer's strategy (reply-chain, recent-window, heuristic), or `off`
+    /// [default: heuristic].
+    #[arg(long, env = "EDDY_CONTEXT_STRATEGY", value_name = "NAME")]
+    context_strategy: Option<String>,
+    /// The strategy's parameters, as JSON [default: its defaults].
+    #[arg(long, env = "EDDY_CONTEXT_PARAMS", value_name = "JSON")]
+    context_params: Option<String>,
+    /// The chat topics the context consumer reads (a regex on whole names)
+    /// [default: (user|chatroom)_.*].
+    #[arg(long, env = "EDDY_CONTEXT_TOPICS", value_name = "REGEX")]
+    context_topics: Option<String>,
+    /// Who answers chat messages with consumer responses: none, offline (rules, no model) or
+    /// openai (an OpenAI-compatible endpoint) [default: none].
+    #[arg(long, env = "EDDY_RESPONDER", value_name = "KIND")]
+    responder: Option<String>,
+    /// Which messages the responder answers: all or mentions [default: all].
+    #[arg(long, env = "EDDY_RESPOND_TO", value_name = "WHICH")]
+    respond_to: Option<String>,
+    /// The responder's user id in the chat [default: eddy-bot].
+    #[arg(long, env = "EDDY_BOT_ID", value_name = "ID")]
+    bot_id: Option<String>,
+    /// The responder's display name [default: Eddy].
+    #[arg(long, env = "EDDY_BOT_NAME", value_name = "NAME")]
+    bot_name: Option<String>,
+    /// The OpenAI-compatible API's base URL, e.g. http://127.0.0.1:11434/v1 (Ollama).
+    #[arg(long, env = "EDDY_OPENAI_BASE_URL", value_name = "URL")]
+    openai_base_url: Option<String>,
+    /// The model to ask.
+    #[arg(long, env = "EDDY_OPENAI_MODEL", value_name = "MODEL")]
+    openai_model: Option<String>,
+    /// The API key, if the endpoint wants one (better from the environment than a flag).
+    #[arg(
+        long,
+        env = "EDDY_OPENAI_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    openai_api_key: Option<String>,
 }
 
 /// The same settings, from a config file.
@@ -67,6 +110,34 @@ struct FileConfig {
     http_host: Option<String>,
     http_port: Option<u16>,
     durability: Option<String>,
+    context_strategy: Option<String>,
+    context_params: Option<toml::Value>,
+    context_topics: Option<String>,
+    responder: Option<String>,
+    respond_to: Option<String>,
+    bot_id: Option<String>,
+    bot_name: Option<String>,
+    openai: Option<OpenAiConfig>,
+}
+
+/// Who answers chat messages.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ResponderSetting {
+    None,
+    Offline,
+    OpenAi(OpenAiConfig),
+}
+
+/// The context consumer's resolved settings.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ContextSettings {
+    pub(crate) strategy: String,
+    pub(crate) params: serde_json::Value,
+    pub(crate) topics: String,
+    pub(crate) responder: ResponderSetting,
+    pub(crate) respond_to: RespondTo,
+    pub(crate) bot_id: String,
+    pub(crate) bot_name: String,
 }
 
 /// The resolved settings.
@@ -82,6 +153,8 @@ pub(crate) struct Settings {
     pub(crate) http_host: String,
     pub(crate) http_port: u16,
     pub(crate) durability: Durability,
+    /// `None`: no context consumer.
+    pub(crate) context: Option<ContextSettings>,
 }
 
 fn parse_durability(s: &str) -> anyhow::Result<Durability> {
@@ -123,7 +196,33 @@ impl ServeArgs {
             Some(d) => parse_durability(&d)?,
             None => Durability::Sync,
         };
+        let context = resolve_context(
+            ContextArgs {
+                strategy: self.context_strategy.or(file.context_strategy),
+                params: match (self.context_params, file.context_params) {
+                    (Some(json), _) => {
+                        Some(serde_json::from_str(&json).context("--context-params is not JSON")?)
+                    }
+                    (None, Some(t)) => {
+                        Some(serde_json::to_value(t).context("context_params is not a table")?)
+                    }
+                    (None, None) => None,
+                },
+                topics: self.context_topics.or(file.context_topics),
+                responder: self.responder.or(file.responder),
+                respond_to: self.respond_to.or(file.respond_to),
+                bot_id: self.bot_id.or(file.bot_id),
+                bot_name: self.bot_name.or(file.bot_name),
+            },
+            OpenAiArgs {
+                base_url: self.openai_base_url,
+                model: self.openai_model,
+                api_key: self.openai_api_key,
+                file: file.openai,
+            },
+        )?;
         Ok(Settings {
+            context,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -148,6 +247,92 @@ impl ServeArgs {
             durability,
         })
     }
+}
+
+struct ContextArgs {
+    strategy: Option<String>,
+    params: Option<serde_json::Value>,
+    topics: Option<String>,
+    responder: Option<String>,
+    respond_to: Option<String>,
+    bot_id: Option<String>,
+    bot_name: Option<String>,
+}
+
+struct OpenAiArgs {
+    base_url: Option<String>,
+    model: Option<String>,
+    api_key: Option<String>,
+    file: Option<OpenAiConfig>,
+}
+
+fn resolve_context(a: ContextArgs, o: OpenAiArgs) -> anyhow::Result<Option<ContextSettings>> {
+    let strategy = a.strategy.unwrap_or_else(|| "heuristic".into());
+    if strategy == "off" {
+        return Ok(None);
+    }
+    let bot_name = a.bot_name.unwrap_or_else(|| "Eddy".into());
+    let responder = match a.responder.as_deref().unwrap_or("none") {
+        "none" => ResponderSetting::None,
+        "offline" => ResponderSetting::Offline,
+        "openai" => {
+            let mut c = o.file.unwrap_or_else(|| OpenAiConfig::new("", ""));
+            if let Some(u) = o.base_url {
+                c.base_url = u;
+            }
+            if let Some(m) = o.model {
+                c.model = m;
+            }
+            if o.api_key.is_some() {
+                c.api_key = o.api_key;
+            }
+            if c.base_url.is_empty() || c.model.is_empty() {
+                bail!("--responder openai needs --openai-base-url and --openai-model (or [openai] base_url and model in the config file)");
+            }
+            ResponderSetting::OpenAi(c)
+        }
+        other => bail!("responder {other:?} is not none, offline or openai"),
+    };
+    let respond_to = match a.respond_to.as_deref().unwrap_or("all") {
+        "all" => RespondTo::All,
+        "mentions" => RespondTo::Mentions,
+        other => bail!("respond_to {other:?} is not all or mentions"),
+    };
+    Ok(Some(ContextSettings {
+        strategy,
+        params: a.params.unwrap_or(serde_json::Value::Null),
+        topics: a.topics.unwrap_or_else(|| "(user|chatroom)_.*".into()),
+        responder,
+        respond_to,
+        bot_id: a.bot_id.unwrap_or_else(|| "eddy-bot".into()),
+        bot_name,
+    }))
+}
+
+/// Starts the context consumer over `cluster`, its state in `<data_dir>/context`.
+fn start_context(
+    s: &ContextSettings,
+    data_dir: &Path,
+    cluster: eddy_broker::Cluster,
+) -> anyhow::Result<RunningContext> {
+    let strategy = crate::context::registry()?.build(&s.strategy, s.params.clone())?;
+    let responder: Option<Box<dyn Responder>> = match &s.responder {
+        ResponderSetting::None => None,
+        ResponderSetting::Offline => Some(Box::new(OfflineResponder)),
+        ResponderSetting::OpenAi(c) => Some(Box::new(OpenAiResponder::new(
+            s.bot_name.clone(),
+            c.clone(),
+        )?)),
+    };
+    let mut config = ContextConfig::new(
+        data_dir.join("context"),
+        Subscription::Pattern(s.topics.clone()),
+    );
+    config.respond_to = s.respond_to;
+    config.responding.sender_id = s.bot_id.clone();
+    config.responding.sender_name = s.bot_name.clone();
+    RunningContext::spawn(cluster, strategy, responder, config)
+        .context("cannot start the context consumer")
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -179,6 +364,13 @@ pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
     config.log.durability = s.durability;
     let eddy = EmbeddedCluster::open(config)
         .with_context(|| format!("cannot open the cluster in {}", s.data_dir.display()))?;
+    let context = match &s.context {
+        Some(c) => Some(start_context(c, &s.data_dir, eddy.cluster())?),
+        None => None,
+    };
+    let lookup = context.as_ref().map(|c| {
+        std::sync::Arc::new(c.handle()) as std::sync::Arc<dyn eddy_context::ContextLookup>
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,7 +390,7 @@ pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
         };
         let (cluster, handle) = (eddy.cluster(), prometheus.clone());
         let http = tokio::task::spawn_blocking(move || {
-            HttpServer::start(cluster, http_config, Some(handle))
+            HttpServer::start_with_context(cluster, http_config, Some(handle), lookup)
         })
         .await??;
         // Histograms are summarized by the recorder's upkeep.
@@ -221,6 +413,11 @@ pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     drop(runtime);
+    if let Some(c) = context {
+        if let Err(e) = c.stop() {
+            tracing::warn!(error = %e, "the context consumer ended with an error");
+        }
+    }
     eddy.shutdown();
     result
 }
@@ -258,6 +455,16 @@ mod tests {
             http_host: None,
             http_port: None,
             durability: None,
+            context_strategy: None,
+            context_params: None,
+            context_topics: None,
+            responder: None,
+            respond_to: None,
+            bot_id: None,
+            bot_name: None,
+            openai_base_url: None,
+            openai_model: None,
+            openai_api_key: None,
         }
     }
 
@@ -271,6 +478,46 @@ mod tests {
             ("127.0.0.1", "127.0.0.1")
         );
         assert_eq!(s.durability, Durability::Sync);
+        let c = s.context.unwrap();
+        assert_eq!(
+            (c.strategy.as_str(), c.topics.as_str()),
+            ("heuristic", "(user|chatroom)_.*")
+        );
+        assert_eq!(c.responder, ResponderSetting::None);
+    }
+
+    #[test]
+    fn the_context_consumer_and_its_responder_are_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("eddy.toml");
+        std::fs::write(
+            &file,
+            "context_strategy = \"recent-window\"\nresponder = \"openai\"\n\
+             [context_params]\nwindow = 5\n\
+             [openai]\nbase_url = \"http://127.0.0.1:11434/v1\"\nmodel = \"llama3\"\n",
+        )
+        .unwrap();
+        let mut a = args(Some(file.clone()));
+        a.openai_api_key = Some("k".into());
+        let c = a.resolve().unwrap().context.unwrap();
+        assert_eq!(c.strategy, "recent-window");
+        assert_eq!(c.params, serde_json::json!({"window": 5}));
+        match c.responder {
+            ResponderSetting::OpenAi(o) => {
+                assert_eq!(o.model, "llama3");
+                assert_eq!(o.api_key.as_deref(), Some("k"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut a = args(None);
+        a.responder = Some("openai".into());
+        assert!(format!("{:#}", a.resolve().unwrap_err()).contains("--openai-base-url"));
+        let mut a = args(None);
+        a.responder = Some("psychic".into());
+        assert!(a.resolve().is_err());
+        let mut a = args(None);
+        a.context_strategy = Some("off".into());
+        assert!(a.resolve().unwrap().context.is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The dashboards against a real Prometheus (Debian's `prometheus`, installed by
-//! `./scripts/test`): it scrapes a running `eddy serve` under a short workload (HTTP and kcat),
-//! and every PromQL expression of `grafana/dashboards/*.json` returns data through
+//! `./scripts/test`): it scrapes a running `eddy serve` (with its context consumer and the
+//! offline responder) under a short workload (HTTP, kcat, chat messages and a context
+//! lookup), and every PromQL expression of `grafana/dashboards/*.json` returns data through
 //! Prometheus's HTTP API.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kcat, serve, stop, Proc};
+use common::{kcat, serve_with, stop, Proc};
 use eddy_http::client::{encode_component, Client};
 use serde_json::{json, Value};
 
@@ -49,7 +50,7 @@ fn dashboard_exprs() -> Vec<(String, String)> {
 #[test]
 fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    let (eddy, boot, http) = serve(&dir.path().join("eddy"));
+    let (eddy, boot, http) = serve_with(&dir.path().join("eddy"), &["--responder", "offline"]);
     let api = Client::new(http.clone(), Duration::from_secs(30));
 
     let port = free_port();
@@ -120,6 +121,38 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         &["-C", "-t", "chat", "-o", "beginning", "-e", "-q"],
         None,
     );
+
+    // Chat for the context consumer: a group chat in user topics, answered by the offline
+    // responder, and a context looked up over HTTP.
+    let chat = eddy_context::conformance::sample_chat();
+    let mut users: Vec<&str> = chat.iter().map(|m| m.sender_id.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    for user in users {
+        let r = api
+            .request(
+                "POST",
+                "/topics",
+                Some(&json!({"name": format!("user_{user}"), "partitions": 2})),
+            )
+            .unwrap();
+        assert_eq!(r.status, 201);
+    }
+    for m in &chat {
+        let r = api
+            .request(
+                "POST",
+                "/events",
+                Some(&json!({"topic": format!("user_{}", m.sender_id), "value": serde_json::to_value(m).unwrap()})),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.request("GET", "/context/a5", None).unwrap().status != 200 {
+        assert!(Instant::now() < deadline, "a5 never observed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Wait until every query answers with data (rates need two scrapes of each series).
     let exprs = dashboard_exprs();

@@ -16,6 +16,7 @@ pub struct Server {
     pub client: Client,
     pub config: HttpConfig,
     metrics: Option<PrometheusHandle>,
+    context: Option<std::sync::Arc<dyn eddy_context::ContextLookup>>,
 }
 
 pub fn test_http_config() -> HttpConfig {
@@ -45,7 +46,14 @@ impl Server {
             client,
             config,
             metrics,
+            context: None,
         }
+    }
+
+    /// Restarts the HTTP server serving `GET /context/{id}` from `context`.
+    pub fn attach_context(&mut self, context: std::sync::Arc<dyn eddy_context::ContextLookup>) {
+        self.context = Some(context);
+        self.restart_http();
     }
 
     /// Stops the HTTP server and starts it again over the same cluster.
@@ -54,7 +62,13 @@ impl Server {
             h.stop();
         }
         let cluster = self.eddy.as_ref().unwrap().cluster();
-        let http = HttpServer::start(cluster, self.config.clone(), self.metrics.clone()).unwrap();
+        let http = HttpServer::start_with_context(
+            cluster,
+            self.config.clone(),
+            self.metrics.clone(),
+            self.context.clone(),
+        )
+        .unwrap();
         self.client = Client::new(http.local_addr().to_string(), Duration::from_secs(60));
         self.http = Some(http);
     }

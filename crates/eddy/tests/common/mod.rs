@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 /// Starts `eddy serve` on free ports in `dir`; answers the child, its bootstrap list and
 /// its HTTP address.
 pub fn serve(dir: &Path) -> (Proc, String, String) {
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with more flags.
+pub fn serve_with(dir: &Path, extra: &[&str]) -> (Proc, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
         .args([
             "serve",
@@ -19,6 +24,7 @@ pub fn serve(dir: &Path) -> (Proc, String, String) {
             "--data-dir",
         ])
         .arg(dir)
+        .args(extra)
         .env("EDDY_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
