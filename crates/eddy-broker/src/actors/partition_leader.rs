@@ -555,6 +555,7 @@ impl Handler<Produce> for PartitionLeader {
         }
         match early {
             Some(Err(e)) => {
+                metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => self.topic.to_string(), "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
                 let _ = tx.send(Err(e));
                 return Box::pin(answer);
             }
