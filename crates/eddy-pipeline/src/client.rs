@@ -104,13 +104,11 @@ pub struct OutRecord {
 pub trait StreamClient {
     /// Every topic with its partition count (internal ones included).
     async fn topics(&mut self) -> Result<Vec<(String, u32)>, PipelineError>;
-    /// Reads exactly `partitions` from now on (the ones kept keep their positions).
-    fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), PipelineError>;
+    /// Reads exactly `partitions` from now on, each from the offset given (an offset below
+    /// the log start reads from the log start).
+    fn assign(&mut self, partitions: &[(TopicPartition, u64)]) -> Result<(), PipelineError>;
     /// Records that arrived within `timeout` (maybe none).
     async fn poll(&mut self, timeout: Duration) -> Result<Polled, PipelineError>;
-    /// The next poll of `tp` starts at `offset` (an offset below the log start reads from
-    /// the log start).
-    fn seek(&mut self, tp: &TopicPartition, offset: u64) -> Result<(), PipelineError>;
     /// Commits these next offsets to the group (for lag monitoring; the pipeline's own
     /// state is authoritative).
     async fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<(), PipelineError>;
@@ -174,8 +172,13 @@ impl StreamClient for EmbeddedClient {
             .collect())
     }
 
-    fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), PipelineError> {
-        Ok(self.consumer.assign(partitions.iter().cloned())?)
+    fn assign(&mut self, partitions: &[(TopicPartition, u64)]) -> Result<(), PipelineError> {
+        self.consumer
+            .assign(partitions.iter().map(|(tp, _)| tp.clone()))?;
+        for (tp, offset) in partitions {
+            self.consumer.seek(&tp.0, tp.1, *offset)?;
+        }
+        Ok(())
     }
 
     async fn poll(&mut self, timeout: Duration) -> Result<Polled, PipelineError> {
@@ -202,10 +205,6 @@ impl StreamClient for EmbeddedClient {
                 })
                 .collect(),
         })
-    }
-
-    fn seek(&mut self, tp: &TopicPartition, offset: u64) -> Result<(), PipelineError> {
-        Ok(self.consumer.seek(&tp.0, tp.1, offset)?)
     }
 
     async fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<(), PipelineError> {

@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 
 use crate::client::{EmbeddedClient, Matcher, OutRecord, Record, StreamClient, Subscription};
 use crate::error::PipelineError;
+use crate::kafka::KafkaClient;
 use crate::merge::Merger;
 use crate::responder::{Done, Job, ResponderWorker, WorkerConfig};
 use crate::store::{Batch, ContextStore};
@@ -284,13 +285,14 @@ impl<C: StreamClient> ContextConsumer<C> {
         if wanted == self.reading {
             return Ok(());
         }
-        let list: Vec<TopicPartition> = wanted.iter().cloned().collect();
+        // Everything is read again from the stored offsets: what the merge held is dropped
+        // (it comes again), so no record is taken twice.
+        let list: Vec<(TopicPartition, u64)> = wanted
+            .iter()
+            .map(|tp| (tp.clone(), self.offsets.get(tp).copied().unwrap_or(0)))
+            .collect();
         self.client.assign(&list)?;
-        for tp in wanted.difference(&self.reading) {
-            let at = self.offsets.get(tp).copied().unwrap_or(0);
-            self.client.seek(tp, at)?;
-        }
-        for tp in self.reading.difference(&wanted) {
+        for tp in self.reading.iter().chain(&wanted) {
             self.merger.drop_partition(tp);
         }
         debug!(partitions = wanted.len(), "context consumer: reading");
@@ -535,8 +537,8 @@ impl<C: StreamClient> ContextConsumer<C> {
     }
 }
 
-/// A context consumer running on its own thread (with its own actix system) over an
-/// in-process cluster. Stops when dropped.
+/// A context consumer running on its own thread (with its own actix system), over an
+/// in-process cluster or a Kafka-protocol one. Stops when dropped.
 #[derive(Debug)]
 pub struct RunningContext {
     handle: ContextHandle,
@@ -553,6 +555,45 @@ impl RunningContext {
         responder: Option<Box<dyn Responder>>,
         config: ContextConfig,
     ) -> Result<RunningContext, PipelineError> {
+        let (group, timeout) = (config.group.clone(), config.delivery_timeout);
+        RunningContext::spawn_with(
+            move || async move { EmbeddedClient::connect(&cluster, &group, timeout).await },
+            strategy,
+            responder,
+            config,
+        )
+    }
+
+    /// As [`RunningContext::spawn`], over the Kafka-protocol cluster at `bootstrap`
+    /// (Apache Kafka, Redpanda, or `eddy serve`).
+    pub fn spawn_kafka(
+        bootstrap: String,
+        strategy: Box<dyn ContextStrategy>,
+        responder: Option<Box<dyn Responder>>,
+        config: ContextConfig,
+    ) -> Result<RunningContext, PipelineError> {
+        let (group, timeout) = (config.group.clone(), config.delivery_timeout);
+        RunningContext::spawn_with(
+            move || async move { KafkaClient::connect(&bootstrap, &group, timeout) },
+            strategy,
+            responder,
+            config,
+        )
+    }
+
+    /// As [`RunningContext::spawn`], over the client `connect` makes (on the consumer's
+    /// thread, inside its actix system).
+    pub fn spawn_with<C, F, Fut>(
+        connect: F,
+        strategy: Box<dyn ContextStrategy>,
+        responder: Option<Box<dyn Responder>>,
+        config: ContextConfig,
+    ) -> Result<RunningContext, PipelineError>
+    where
+        C: StreamClient + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<C, PipelineError>>,
+    {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -560,11 +601,9 @@ impl RunningContext {
             .spawn(move || {
                 let system = actix_rt::System::new();
                 system.block_on(async move {
-                    let client =
-                        EmbeddedClient::connect(&cluster, &config.group, config.delivery_timeout)
-                            .await;
-                    let opened =
-                        client.and_then(|c| ContextConsumer::open(c, strategy, responder, config));
+                    let opened = connect()
+                        .await
+                        .and_then(|c| ContextConsumer::open(c, strategy, responder, config));
                     match opened {
                         Ok(consumer) => {
                             let _ = ready_tx.send(Ok(consumer.handle()));

@@ -17,6 +17,9 @@ pub enum PipelineError {
     /// A message, strategy or responder failed.
     #[error(transparent)]
     Context(#[from] ContextError),
+    /// A Kafka-protocol client (librdkafka) failed.
+    #[error("kafka client: {0}")]
+    Kafka(String),
     /// The context consumer's LMDB state could not be read or written.
     #[error("context state in {path}: {source}")]
     Store {
@@ -50,6 +53,7 @@ impl ClassifyError for PipelineError {
             PipelineError::Context(e) => e.kind(),
             PipelineError::Store { .. } | PipelineError::Corrupt { .. } => ErrorKind::Internal,
             PipelineError::Config(_) => ErrorKind::Invalid,
+            PipelineError::Kafka(_) => ErrorKind::Unavailable,
             PipelineError::Stopped(_) => ErrorKind::Unavailable,
         }
     }

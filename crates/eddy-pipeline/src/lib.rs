@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //! - [`client`]: [`StreamClient`] and the [`EmbeddedClient`] over an in-process cluster.
+//! - [`kafka`]: [`KafkaClient`], the same over the Kafka protocol (librdkafka): Apache
+//!   Kafka, Redpanda, or `eddy serve`.
 //! - [`merge`]: partitions' streams merged by timestamp.
 //! - [`store`]: the LMDB state (messages, offsets, pending responses; one transaction per
 //!   batch).
@@ -34,6 +36,7 @@
 pub mod client;
 pub mod consumer;
 mod error;
+pub mod kafka;
 pub mod merge;
 pub mod openai;
 pub mod responder;
@@ -42,5 +45,6 @@ pub mod store;
 pub use client::{EmbeddedClient, OutRecord, Polled, Record, StreamClient, Subscription};
 pub use consumer::{ContextConfig, ContextConsumer, ContextHandle, RespondTo, RunningContext};
 pub use error::PipelineError;
+pub use kafka::KafkaClient;
 pub use openai::{OpenAiConfig, OpenAiResponder};
 pub use responder::{ResponderWorker, WorkerConfig};

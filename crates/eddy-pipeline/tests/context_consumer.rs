@@ -1,7 +1,9 @@
-//! The context consumer over a real in-process cluster: it merges `user_*` topics, keeps
-//! its state in LMDB with the offsets, resumes exactly where it stopped after a restart
-//! (replaying its messages through a fresh strategy), answers with consumer responses that
-//! carry the right bubble, thread and parent, and goes on reading while its model is stuck.
+//! The context consumer over a real cluster, through both clients (in-process, and the
+//! Kafka protocol with librdkafka against a real listener on a free port): it merges
+//! `user_*` topics, keeps its state in LMDB with the offsets, resumes exactly where it
+//! stopped after a restart (replaying its messages through a fresh strategy), answers with
+//! consumer responses that carry the right bubble, thread and parent, and goes on reading
+//! while its model is stuck.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,6 +19,52 @@ use eddy_context::{
 };
 use eddy_pipeline::store::ContextStore;
 use eddy_pipeline::{ContextConfig, RunningContext, Subscription, WorkerConfig};
+
+/// How the consumer reaches the cluster.
+enum Mode {
+    Embedded,
+    /// The Kafka listener (kept running by its runtime) and its bootstrap address.
+    Kafka(
+        #[allow(dead_code)] tokio::runtime::Runtime,
+        eddy_kafka::KafkaServer,
+    ),
+}
+
+impl Mode {
+    fn kafka(eddy: &EmbeddedCluster) -> Mode {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(eddy_kafka::KafkaServer::start(
+                eddy.cluster(),
+                eddy_kafka::KafkaConfig {
+                    base_port: 0,
+                    ..eddy_kafka::KafkaConfig::default()
+                },
+            ))
+            .unwrap();
+        Mode::Kafka(rt, server)
+    }
+
+    fn spawn(
+        &self,
+        eddy: &EmbeddedCluster,
+        strategy: Box<dyn ContextStrategy>,
+        responder: Option<Box<dyn Responder>>,
+        config: ContextConfig,
+    ) -> RunningContext {
+        match self {
+            Mode::Embedded => RunningContext::spawn(eddy.cluster(), strategy, responder, config),
+            Mode::Kafka(_, server) => {
+                RunningContext::spawn_kafka(server.bootstrap(), strategy, responder, config)
+            }
+        }
+        .unwrap()
+    }
+}
 
 const CHAT_PARTITIONS: u32 = 3;
 
@@ -126,38 +174,48 @@ fn config(dir: &std::path::Path) -> ContextConfig {
 fn a_restart_resumes_exactly_and_responses_carry_bubble_thread_and_parent() {
     let dir = tempfile::tempdir().unwrap();
     let eddy = cluster(dir.path());
+    restart_scenario(&eddy, dir.path(), &Mode::Embedded);
+}
+
+#[test]
+fn the_same_over_the_kafka_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let eddy = cluster(dir.path());
+    let mode = Mode::kafka(&eddy);
+    restart_scenario(&eddy, dir.path(), &mode);
+}
+
+fn restart_scenario(eddy: &EmbeddedCluster, dir: &std::path::Path, mode: &Mode) {
     let chat = sample_chat();
     let (first, second) = chat.split_at(7);
-    let mut counts = produce(&eddy, first);
+    let mut counts = produce(eddy, first);
 
-    let running = RunningContext::spawn(
-        eddy.cluster(),
+    let running = mode.spawn(
+        eddy,
         strategy("reply-chain"),
         Some(Box::new(OfflineResponder)),
-        config(dir.path()),
-    )
-    .unwrap();
+        config(dir),
+    );
     let handle = running.handle();
     let a3 = wait_for(&handle, "a3");
     assert_eq!(ids(&a3.thread), ["a1", "a2", "a3"]);
     wait_for(&handle, "b3");
     running.stop().unwrap();
 
-    for (tp, n) in produce(&eddy, second) {
+    for (tp, n) in produce(eddy, second) {
         *counts.entry(tp).or_insert(0) += n;
     }
     // A fresh strategy: the thread of a5 reaches back into what was stored before.
-    let running = RunningContext::spawn(
-        eddy.cluster(),
+    let running = mode.spawn(
+        eddy,
         strategy("reply-chain"),
         Some(Box::new(OfflineResponder)),
-        config(dir.path()),
-    )
-    .unwrap();
+        config(dir),
+    );
     let a5 = wait_for(&running.handle(), "a5");
     assert_eq!(ids(&a5.thread), ["a1", "a2", "a3", "a4", "a5"]);
     // a5 thanks: its 👍 is the last response to come.
-    let responses = read_all(&eddy, "user_eddy-bot", |ms| {
+    let responses = read_all(eddy, "user_eddy-bot", |ms| {
         ms.iter().any(|m| m.message_id == "eddy-bot-a5-0")
     });
     // Responses are read back as chat too (and not answered).
@@ -194,7 +252,7 @@ fn a_restart_resumes_exactly_and_responses_carry_bubble_thread_and_parent() {
 
     // The state: each chat message once, in one order, and every chat partition's offset
     // at its end.
-    let store = ContextStore::open(dir.path().join("context"), 1 << 30).unwrap();
+    let store = ContextStore::open(dir.join("context"), 1 << 30).unwrap();
     let mut stored = Vec::new();
     store
         .for_each_message(|_, m| {
