@@ -94,6 +94,8 @@ pub struct OutRecord {
     pub key: Option<Bytes>,
     /// The value.
     pub value: Bytes,
+    /// The record's timestamp, ms (`None`: the time of sending).
+    pub timestamp: Option<i64>,
 }
 
 /// The client a pipeline runs on: a consumer of partitions it is told to read (no group
@@ -246,6 +248,9 @@ impl StreamClient for EmbeddedClient {
                 }
                 if let Some(p) = r.partition {
                     pr = pr.partition(p);
+                }
+                if let Some(t) = r.timestamp {
+                    pr = pr.timestamp(t);
                 }
                 self.producer.send(pr)
             })

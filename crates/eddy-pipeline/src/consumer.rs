@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -106,11 +107,22 @@ impl ContextConfig {
     }
 }
 
+/// Counts a running context consumer publishes.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Messages in its state.
+    observed: AtomicU64,
+    /// Messages waiting for a response (queued, with the model, or answered and not yet
+    /// produced).
+    pending: AtomicU64,
+}
+
 /// The strategy of a running context consumer, shared with readers such as the HTTP API.
 #[derive(Clone)]
 pub struct ContextHandle {
     strategy: Arc<Mutex<Box<dyn ContextStrategy>>>,
     name: String,
+    progress: Arc<Progress>,
 }
 
 impl std::fmt::Debug for ContextHandle {
@@ -130,6 +142,16 @@ impl ContextHandle {
     /// The strategy's name.
     pub fn strategy(&self) -> &str {
         &self.name
+    }
+
+    /// Messages in the consumer's state (observed by the strategy), as of its last commit.
+    pub fn observed(&self) -> u64 {
+        self.progress.observed.load(Ordering::Relaxed)
+    }
+
+    /// Messages still waiting for their responses to be produced, as of the last commit.
+    pub fn pending_responses(&self) -> u64 {
+        self.progress.pending.load(Ordering::Relaxed)
     }
 }
 
@@ -155,6 +177,8 @@ pub struct ContextConsumer<C: StreamClient> {
     next_seq: u64,
     worker: Option<ResponderWorker>,
     pending_done: Vec<u64>,
+    /// Messages in the pending set of the state.
+    pending: u64,
     topic_partitions: HashMap<String, u32>,
     matcher: Matcher,
     reading: BTreeSet<TopicPartition>,
@@ -214,6 +238,7 @@ impl<C: StreamClient> ContextConsumer<C> {
             handle: ContextHandle {
                 strategy: Arc::new(Mutex::new(strategy)),
                 name,
+                progress: Arc::default(),
             },
             merger: Merger::new(config.merge_wait, config.max_held),
             config,
@@ -223,6 +248,7 @@ impl<C: StreamClient> ContextConsumer<C> {
             next_seq,
             worker,
             pending_done: Vec::new(),
+            pending: 0,
             topic_partitions: HashMap::new(),
             matcher,
             reading: BTreeSet::new(),
@@ -231,7 +257,19 @@ impl<C: StreamClient> ContextConsumer<C> {
         gauge!(eddy_metrics::CONTEXT_HISTORY, "strategy" => consumer.handle.name.clone())
             .set(consumer.next_seq as f64);
         let mut jobs = Vec::new();
-        for (seq, topic) in consumer.store.pending()? {
+        let pending = consumer.store.pending()?;
+        consumer.pending = pending.len() as u64;
+        consumer
+            .handle
+            .progress
+            .observed
+            .store(consumer.next_seq, Ordering::Relaxed);
+        consumer
+            .handle
+            .progress
+            .pending
+            .store(consumer.pending, Ordering::Relaxed);
+        for (seq, topic) in pending {
             match consumer.store.message(seq)? {
                 Some(m) => jobs.push((seq, topic, m)),
                 None => consumer.pending_done.push(seq),
@@ -382,7 +420,7 @@ impl<C: StreamClient> ContextConsumer<C> {
         }
         batch.offsets = next.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
         let observed = batch.messages.len();
-        self.store.commit(&batch)?;
+        self.commit(&batch)?;
         self.offsets.extend(next);
         let name = self.handle.name.clone();
         if observed > 0 {
@@ -499,12 +537,15 @@ impl<C: StreamClient> ContextConsumer<C> {
             let mut records = Vec::with_capacity(answers.len());
             for (i, a) in answers.iter().enumerate() {
                 let id = format!("{}-{}-{}", by.sender_id, done.message.message_id, i);
-                let m = response_message(a, &done.message, &by, id, now_ms())?;
+                // Never before the message it answers, whatever the clocks say.
+                let at = now_ms().max(done.message.timestamp + 1);
+                let m = response_message(a, &done.message, &by, id, at)?;
                 records.push(OutRecord {
                     topic: topic.clone(),
                     partition: m.partition_hint,
                     key: Some(Bytes::from(m.context_id.clone())),
                     value: Bytes::from(m.to_json()?),
+                    timestamp: Some(m.timestamp),
                 });
             }
             let (mut sent, mut failed) = (0u64, 0u64);
@@ -530,10 +571,22 @@ impl<C: StreamClient> ContextConsumer<C> {
         }
         // Answered messages leave the pending set now, so that a restart does not answer
         // them again (after a crash right here it does; the ids make that a duplicate).
-        self.store.commit(&Batch {
+        let batch = Batch {
             pending_done: std::mem::take(&mut self.pending_done),
             ..Batch::default()
-        })
+        };
+        self.commit(&batch)
+    }
+
+    /// Writes `batch` to the state and publishes the counts.
+    fn commit(&mut self, batch: &Batch) -> Result<(), PipelineError> {
+        self.store.commit(batch)?;
+        self.pending = (self.pending + batch.pending_add.len() as u64)
+            .saturating_sub(batch.pending_done.len() as u64);
+        let p = &self.handle.progress;
+        p.observed.store(self.next_seq, Ordering::Relaxed);
+        p.pending.store(self.pending, Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -211,6 +211,9 @@ impl StreamClient for KafkaClient {
             if let Some(p) = r.partition {
                 fr = fr.partition(p as i32);
             }
+            if let Some(t) = r.timestamp {
+                fr = fr.timestamp(t);
+            }
             self.producer.send(fr, self.timeout)
         });
         futures_util::future::join_all(sends)
