@@ -1,0 +1,81 @@
+//! `examples/python/`: the original design's producer and consumer, written with
+//! kafka-python, against a running `eddy serve` changed in nothing but the bootstrap address;
+//! and the server's context consumer assembling the threads of what they wrote.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{serve, stop};
+use eddy_http::client::Client;
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    std::env::var_os("EDDY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .expect("EDDY_TEST_PYTHON is unset: run ./scripts/test, which makes the venv")
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/python")
+        .join(name)
+}
+
+fn run(name: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg(script(name))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_python_producer_and_consumer_work_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, boot, http) = serve(dir.path());
+    let first = boot.split(',').next().unwrap();
+    let sent = run(
+        "chat_producer.py",
+        &["--bootstrap", first, "--chat", "team", "--run", "r1"],
+    );
+    assert_eq!(sent.lines().count(), 7, "{sent}");
+    let read = run(
+        "chat_consumer.py",
+        &["--bootstrap", first, "--chat", "team", "--json"],
+    );
+    let summary: Value = serde_json::from_str(read.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["messages"], 7, "{read}");
+    assert_eq!(summary["bubbles"], 2, "{read}");
+    assert_eq!(summary["one_partition_per_bubble"], true, "{read}");
+
+    // The server's context consumer read the same topics: the thread of the last reply.
+    let api = Client::new(http, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let context: Value = loop {
+        let r = api.request("GET", "/context/r1-6", None).unwrap();
+        if r.status == 200 {
+            break r.json().unwrap();
+        }
+        assert!(Instant::now() < deadline, "r1-6 never observed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let thread: Vec<&str> = context["thread"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(thread, ["r1-1", "r1-3", "r1-5", "r1-6"]);
+    stop(child);
+}
