@@ -114,6 +114,16 @@ pub trait StreamClient {
     /// Commits these next offsets to the group (for lag monitoring; the pipeline's own
     /// state is authoritative).
     async fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<(), PipelineError>;
+    /// The offsets the client's group committed for `partitions` (`None`: none yet).
+    async fn committed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Option<u64>>, PipelineError>;
+    /// The high watermarks of `partitions`: where a reader is caught up.
+    async fn end_offsets(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<u64>, PipelineError>;
     /// The partition count of `topic`, `None` if it does not exist.
     async fn partitions(&mut self, topic: &str) -> Result<Option<u32>, PipelineError>;
     /// Creates `topic` with `partitions` unless it exists; answers its partition count.
@@ -213,6 +223,24 @@ impl StreamClient for EmbeddedClient {
         Ok(self.consumer.commit_offsets(offsets).await?)
     }
 
+    async fn committed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Option<u64>>, PipelineError> {
+        Ok(self.consumer.committed(partitions).await?)
+    }
+
+    async fn end_offsets(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<u64>, PipelineError> {
+        let mut out = Vec::with_capacity(partitions.len());
+        for (t, p) in partitions {
+            out.push(self.cluster.list_offsets(t, *p, None).await?.high_watermark);
+        }
+        Ok(out)
+    }
+
     async fn partitions(&mut self, topic: &str) -> Result<Option<u32>, PipelineError> {
         match self.cluster.describe_topic(topic) {
             Ok(t) => Ok(Some(t.partitions.len() as u32)),
@@ -267,4 +295,35 @@ impl StreamClient for EmbeddedClient {
         drop(self.consumer); // assigned by hand: no group to leave
         Ok(())
     }
+}
+
+/// Reads `partitions` from the offsets given up to their high watermarks as of the call:
+/// every record, in offset order per partition. Leaves the client assigned to them.
+pub async fn read_to_end<C: StreamClient>(
+    client: &mut C,
+    partitions: &[(TopicPartition, u64)],
+) -> Result<Vec<Record>, PipelineError> {
+    let tps: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+    let ends = client.end_offsets(&tps).await?;
+    let mut next: std::collections::BTreeMap<TopicPartition, u64> =
+        partitions.iter().cloned().collect();
+    let goal: std::collections::BTreeMap<TopicPartition, u64> = tps.into_iter().zip(ends).collect();
+    client.assign(partitions)?;
+    let mut out = Vec::new();
+    while goal
+        .iter()
+        .any(|(tp, end)| next.get(tp).is_some_and(|n| n < end))
+    {
+        let polled = client.poll(Duration::from_millis(200)).await?;
+        for r in polled.records {
+            let tp = (r.topic.clone(), r.partition);
+            let Some(end) = goal.get(&tp) else { continue };
+            if r.offset >= *end {
+                continue;
+            }
+            next.insert(tp, r.offset + 1);
+            out.push(r);
+        }
+    }
+    Ok(out)
 }

@@ -157,6 +157,44 @@ impl StreamClient for KafkaClient {
         self.consumer.commit(&tpl, CommitMode::Async).map_err(kafka)
     }
 
+    async fn committed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Option<u64>>, PipelineError> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in partitions {
+            tpl.add_partition(topic, *p as i32);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, self.timeout)
+            .map_err(kafka)?;
+        Ok(partitions
+            .iter()
+            .map(
+                |(t, p)| match got.find_partition(t, *p as i32).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) if o >= 0 => Some(o as u64),
+                    _ => None,
+                },
+            )
+            .collect())
+    }
+
+    async fn end_offsets(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<u64>, PipelineError> {
+        let mut out = Vec::with_capacity(partitions.len());
+        for (t, p) in partitions {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(t, *p as i32, self.timeout)
+                .map_err(kafka)?;
+            out.push(high.max(0) as u64);
+        }
+        Ok(out)
+    }
+
     async fn partitions(&mut self, topic: &str) -> Result<Option<u32>, PipelineError> {
         let md = self
             .consumer

@@ -42,7 +42,9 @@ pub mod openai;
 pub mod responder;
 pub mod store;
 
-pub use client::{EmbeddedClient, OutRecord, Polled, Record, StreamClient, Subscription};
+pub use client::{
+    read_to_end, EmbeddedClient, OutRecord, Polled, Record, StreamClient, Subscription,
+};
 pub use consumer::{ContextConfig, ContextConsumer, ContextHandle, RespondTo, RunningContext};
 pub use error::PipelineError;
 pub use kafka::KafkaClient;

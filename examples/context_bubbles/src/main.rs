@@ -26,8 +26,8 @@ use eddy_context::{
     Responder,
 };
 use eddy_pipeline::{
-    ContextConfig, EmbeddedClient, KafkaClient, OpenAiConfig, OpenAiResponder, OutRecord,
-    RunningContext, StreamClient, Subscription,
+    read_to_end, ContextConfig, EmbeddedClient, KafkaClient, OpenAiConfig, OpenAiResponder,
+    OutRecord, RunningContext, StreamClient, Subscription,
 };
 use serde_json::json;
 
@@ -289,20 +289,12 @@ async fn replay<C: StreamClient>(
         let n = client.partitions(&topic).await?.unwrap_or(0);
         partitions.extend((0..n).map(|p| ((topic.clone(), p), 0)));
     }
-    client.assign(&partitions)?;
     let mut messages: Vec<(u32, ChatMessage)> = Vec::new();
-    let mut idle = Instant::now();
-    while idle.elapsed() < Duration::from_secs(1) {
-        let polled = client.poll(Duration::from_millis(200)).await?;
-        if !polled.records.is_empty() {
-            idle = Instant::now();
-        }
-        for r in polled.records {
-            let Some(v) = r.value else { continue };
-            if let Ok(m) = ChatMessage::decode(&v) {
-                if m.chat_id == chat_id {
-                    messages.push((r.partition, m));
-                }
+    for r in read_to_end(&mut client, &partitions).await? {
+        let Some(v) = r.value else { continue };
+        if let Ok(m) = ChatMessage::decode(&v) {
+            if m.chat_id == chat_id {
+                messages.push((r.partition, m));
             }
         }
     }
