@@ -26,6 +26,8 @@ pub struct Record {
     pub timestamp: i64,
     /// Its value (`None`: a tombstone).
     pub value: Option<Bytes>,
+    /// Its headers, in order.
+    pub headers: Vec<(String, Bytes)>,
 }
 
 /// What one poll brought.
@@ -96,6 +98,22 @@ pub struct OutRecord {
     pub value: Bytes,
     /// The record's timestamp, ms (`None`: the time of sending).
     pub timestamp: Option<i64>,
+    /// Its headers.
+    pub headers: Vec<(String, Bytes)>,
+}
+
+impl OutRecord {
+    /// A record of `value` for `topic`, the partitioner's choice of partition, no key.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> OutRecord {
+        OutRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: value.into(),
+            timestamp: None,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// The client a pipeline runs on: a consumer of partitions it is told to read (no group
@@ -126,8 +144,18 @@ pub trait StreamClient {
     ) -> Result<Vec<u64>, PipelineError>;
     /// The partition count of `topic`, `None` if it does not exist.
     async fn partitions(&mut self, topic: &str) -> Result<Option<u32>, PipelineError>;
-    /// Creates `topic` with `partitions` unless it exists; answers its partition count.
-    async fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32, PipelineError>;
+    /// Creates `topic` with `partitions` (and `retention_ms`, `None` for the cluster's
+    /// default) unless it exists; answers its partition count.
+    async fn create_topic(
+        &mut self,
+        topic: &str,
+        partitions: u32,
+        retention_ms: Option<i64>,
+    ) -> Result<u32, PipelineError>;
+    /// [`StreamClient::create_topic`] with the default retention.
+    async fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32, PipelineError> {
+        self.create_topic(topic, partitions, None).await
+    }
     /// Writes `records` and waits for each one's acknowledgement.
     async fn send_all(&mut self, records: Vec<OutRecord>) -> Vec<Result<(), PipelineError>>;
     /// Flushes the producer and closes the consumer.
@@ -214,6 +242,11 @@ impl StreamClient for EmbeddedClient {
                     offset: r.offset,
                     timestamp: r.timestamp,
                     value: r.value,
+                    headers: r
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| (k, v.unwrap_or_default()))
+                        .collect(),
                 })
                 .collect(),
         })
@@ -249,15 +282,20 @@ impl StreamClient for EmbeddedClient {
         }
     }
 
-    async fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32, PipelineError> {
+    async fn create_topic(
+        &mut self,
+        topic: &str,
+        partitions: u32,
+        retention_ms: Option<i64>,
+    ) -> Result<u32, PipelineError> {
         if let Some(n) = self.partitions(topic).await? {
             return Ok(n);
         }
-        match self
-            .cluster
-            .create_topic(NewTopic::new(topic).partitions(partitions))
-            .await
-        {
+        let mut new = NewTopic::new(topic).partitions(partitions);
+        if let Some(ms) = retention_ms {
+            new.retention_ms = Some(Some(ms));
+        }
+        match self.cluster.create_topic(new).await {
             Ok(t) => Ok(t.partitions.len() as u32),
             Err(BrokerError::TopicExists(_)) => {
                 Ok(self.partitions(topic).await?.unwrap_or(partitions))
@@ -279,6 +317,9 @@ impl StreamClient for EmbeddedClient {
                 }
                 if let Some(t) = r.timestamp {
                     pr = pr.timestamp(t);
+                }
+                for (k, v) in r.headers {
+                    pr = pr.header(k, v);
                 }
                 self.producer.send(pr)
             })

@@ -546,6 +546,7 @@ impl<C: StreamClient> ContextConsumer<C> {
                     key: Some(Bytes::from(m.context_id.clone())),
                     value: Bytes::from(m.to_json()?),
                     timestamp: Some(m.timestamp),
+                    headers: Vec::new(),
                 });
             }
             let (mut sent, mut failed) = (0u64, 0u64);

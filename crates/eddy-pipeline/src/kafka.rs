@@ -18,6 +18,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -131,12 +132,26 @@ impl StreamClient for KafkaClient {
                     Err(KafkaError::PartitionEOF(_)) => continue,
                     Err(e) => return Err(kafka(e)),
                 };
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 records.push(Record {
                     topic: m.topic().to_owned(),
                     partition: m.partition() as u32,
                     offset: m.offset() as u64,
                     timestamp: m.timestamp().to_millis().unwrap_or(0),
                     value: m.payload().map(Bytes::copy_from_slice),
+                    headers,
                 });
             }
             if !records.is_empty() || Instant::now() >= deadline {
@@ -207,11 +222,20 @@ impl StreamClient for KafkaClient {
             .map(|t| t.partitions().len() as u32))
     }
 
-    async fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32, PipelineError> {
+    async fn create_topic(
+        &mut self,
+        topic: &str,
+        partitions: u32,
+        retention_ms: Option<i64>,
+    ) -> Result<u32, PipelineError> {
         if let Some(n) = self.partitions(topic).await? {
             return Ok(n);
         }
-        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
+        let retention = retention_ms.map(|ms| ms.to_string());
+        let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
+        if let Some(ms) = &retention {
+            new = new.set("retention.ms", ms);
+        }
         let results = self
             .admin
             .create_topics([&new], &AdminOptions::new())
@@ -251,6 +275,16 @@ impl StreamClient for KafkaClient {
             }
             if let Some(t) = r.timestamp {
                 fr = fr.timestamp(t);
+            }
+            if !r.headers.is_empty() {
+                let mut hs = OwnedHeaders::new();
+                for (k, v) in &r.headers {
+                    hs = hs.insert(Header {
+                        key: k,
+                        value: Some(&v[..]),
+                    });
+                }
+                fr = fr.headers(hs);
             }
             self.producer.send(fr, self.timeout)
         });

@@ -25,7 +25,8 @@
 //! let mut m = Merger::new(Duration::from_millis(200), 100);
 //! let mut read_to_end = Vec::new();
 //! for (topic, ts) in [("user_ann", 20), ("user_bob", 10)] {
-//!     m.push(Record { topic: topic.into(), partition: 0, offset: 0, timestamp: ts, value: None });
+//!     m.push(Record { topic: topic.into(), partition: 0, offset: 0, timestamp: ts, value: None,
+//!         headers: vec![] });
 //!     read_to_end.push(((topic.to_owned(), 0), true));
 //! }
 //! let order: Vec<_> = m.release(&read_to_end, Instant::now()).into_iter().map(|r| r.topic).collect();

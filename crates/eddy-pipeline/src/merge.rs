@@ -105,6 +105,7 @@ mod tests {
             offset,
             timestamp,
             value: None,
+            headers: Vec::new(),
         }
     }
 

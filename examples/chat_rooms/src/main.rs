@@ -216,6 +216,7 @@ where
                 key: Some(Bytes::from(key.to_owned())),
                 value: Bytes::from(value),
                 timestamp: None,
+                headers: Vec::new(),
             }])
             .await;
         for r in sent {

@@ -251,6 +251,7 @@ async fn replay<C: StreamClient>(
                 key: Some(Bytes::from(m.context_id.clone())),
                 value: Bytes::from(m.to_json()?),
                 timestamp: Some(m.timestamp),
+                headers: Vec::new(),
             }])
             .await;
         for r in sent {
