@@ -37,3 +37,56 @@ pub use error::KafkaError;
 pub use request::decode_request;
 pub use server::KafkaServer;
 pub use versions::SUPPORTED;
+
+/// Helpers for other crates' tests (feature `testing`): a Kafka listener on free ports.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use eddy_broker::Cluster;
+
+    use crate::{KafkaConfig, KafkaError, KafkaServer};
+
+    /// Kafka listeners serving `cluster` on free ports, with a runtime of their own (so
+    /// that a test's client can block). Stops when dropped.
+    #[derive(Debug)]
+    pub struct TestListener {
+        server: Option<KafkaServer>,
+        runtime: Option<tokio::runtime::Runtime>,
+    }
+
+    impl TestListener {
+        /// Starts the listeners.
+        pub fn start(cluster: Cluster) -> Result<TestListener, KafkaError> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(KafkaError::Io)?;
+            let config = KafkaConfig {
+                base_port: 0,
+                ..KafkaConfig::default()
+            };
+            let server = runtime.block_on(KafkaServer::start(cluster, config))?;
+            Ok(TestListener {
+                server: Some(server),
+                runtime: Some(runtime),
+            })
+        }
+
+        /// `host:port,...` of every broker's listener.
+        pub fn bootstrap(&self) -> String {
+            self.server
+                .as_ref()
+                .map(KafkaServer::bootstrap)
+                .unwrap_or_default()
+        }
+    }
+
+    impl Drop for TestListener {
+        fn drop(&mut self) {
+            drop(self.server.take());
+            if let Some(rt) = self.runtime.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}

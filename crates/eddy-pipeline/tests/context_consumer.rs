@@ -23,30 +23,13 @@ use eddy_pipeline::{ContextConfig, RunningContext, Subscription, WorkerConfig};
 /// How the consumer reaches the cluster.
 enum Mode {
     Embedded,
-    /// The Kafka listener (kept running by its runtime) and its bootstrap address.
-    Kafka(
-        #[allow(dead_code)] tokio::runtime::Runtime,
-        eddy_kafka::KafkaServer,
-    ),
+    /// Through a Kafka listener on free ports.
+    Kafka(eddy_kafka::testing::TestListener),
 }
 
 impl Mode {
     fn kafka(eddy: &EmbeddedCluster) -> Mode {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt
-            .block_on(eddy_kafka::KafkaServer::start(
-                eddy.cluster(),
-                eddy_kafka::KafkaConfig {
-                    base_port: 0,
-                    ..eddy_kafka::KafkaConfig::default()
-                },
-            ))
-            .unwrap();
-        Mode::Kafka(rt, server)
+        Mode::Kafka(eddy_kafka::testing::TestListener::start(eddy.cluster()).unwrap())
     }
 
     fn spawn(
@@ -58,7 +41,7 @@ impl Mode {
     ) -> RunningContext {
         match self {
             Mode::Embedded => RunningContext::spawn(eddy.cluster(), strategy, responder, config),
-            Mode::Kafka(_, server) => {
+            Mode::Kafka(server) => {
                 RunningContext::spawn_kafka(server.bootstrap(), strategy, responder, config)
             }
         }

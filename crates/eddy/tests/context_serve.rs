@@ -8,11 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{kcat, serve_with, stop};
+use common::{context_thread, kcat, serve_with, stop};
 use eddy_context::conformance::sample_chat;
 use eddy_context::{stable_partition, ChatMessage};
 use eddy_http::client::Client;
-use serde_json::Value;
 
 #[test]
 fn a_chat_written_by_kcat_gets_threads_and_consumer_responses() {
@@ -26,6 +25,7 @@ fn a_chat_written_by_kcat_gets_threads_and_consumer_responses() {
             "offline",
         ],
     );
+    let http_addr = http.clone();
     let api = Client::new(http, Duration::from_secs(30));
     let chat = sample_chat();
     for user in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"] {
@@ -54,23 +54,11 @@ fn a_chat_written_by_kcat_gets_threads_and_consumer_responses() {
             Some(&line),
         );
     }
+    assert_eq!(
+        context_thread(&http_addr, "a5"),
+        ["a1", "a2", "a3", "a4", "a5"]
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
-    let context: Value = loop {
-        let r = api.request("GET", "/context/a5", None).unwrap();
-        if r.status == 200 {
-            break r.json().unwrap();
-        }
-        assert!(Instant::now() < deadline, "a5 never observed");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let thread: Vec<&str> = context["thread"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(thread, ["a1", "a2", "a3", "a4", "a5"]);
-
     // The responder made its topic with its first answer.
     while api
         .request("GET", "/topics/user_eddy-bot", None)

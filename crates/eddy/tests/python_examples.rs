@@ -7,10 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{serve, stop};
-use eddy_http::client::Client;
+use common::{context_thread, serve, stop};
 use serde_json::Value;
 
 fn python() -> PathBuf {
@@ -60,22 +58,9 @@ fn the_python_producer_and_consumer_work_unchanged() {
     assert_eq!(summary["one_partition_per_bubble"], true, "{read}");
 
     // The server's context consumer read the same topics: the thread of the last reply.
-    let api = Client::new(http, Duration::from_secs(30));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let context: Value = loop {
-        let r = api.request("GET", "/context/r1-6", None).unwrap();
-        if r.status == 200 {
-            break r.json().unwrap();
-        }
-        assert!(Instant::now() < deadline, "r1-6 never observed");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let thread: Vec<&str> = context["thread"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(thread, ["r1-1", "r1-3", "r1-5", "r1-6"]);
+    assert_eq!(
+        context_thread(&http, "r1-6"),
+        ["r1-1", "r1-3", "r1-5", "r1-6"]
+    );
     stop(child);
 }

@@ -95,23 +95,14 @@ fn short_script_embedded() {
 
 #[test]
 fn short_script_over_the_kafka_protocol() {
+    // The cluster's metrics, as `eddy serve` exports them to Prometheus and Grafana.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let eddy =
         eddy_broker::EmbeddedCluster::open(eddy_broker::testing::config(dir.path())).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt
-        .block_on(eddy_kafka::KafkaServer::start(
-            eddy.cluster(),
-            eddy_kafka::KafkaConfig {
-                base_port: 0,
-                ..eddy_kafka::KafkaConfig::default()
-            },
-        ))
-        .unwrap();
+    let server = eddy_kafka::testing::TestListener::start(eddy.cluster()).unwrap();
     let (s, text) = run(&["--bootstrap", &server.bootstrap(), "--run", "t1"]);
     assert_eq!(s["mode"], "bootstrap");
     check(&s, &text);
@@ -132,6 +123,21 @@ fn short_script_over_the_kafka_protocol() {
         assert_eq!(unique.len(), got.len(), "{user}: {text}");
     }
     assert_eq!(again["notified"].as_array().unwrap().len(), 4, "{text}");
+    // Its topics and groups are in the series the dashboards query (topics: records in per
+    // topic; groups: committed offsets, hence lag, per group).
+    let text = metrics.render();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("eddy_produce_records_total")
+                && l.contains("topic=\"chatroom_general-t1\"")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("eddy_group_committed_offset")
+                && l.contains("group=\"user_ann\"")),
+        "{text}"
+    );
     drop(server);
     eddy.shutdown();
 }

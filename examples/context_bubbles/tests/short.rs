@@ -56,27 +56,33 @@ fn short_mode_embedded() {
 
 #[test]
 fn short_mode_over_the_kafka_protocol() {
+    // The cluster's metrics, as `eddy serve` exports them to Prometheus and Grafana.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = eddy_broker::testing::config(dir.path());
     config.auto_create_topics = false;
     let eddy = eddy_broker::EmbeddedCluster::open(config).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt
-        .block_on(eddy_kafka::KafkaServer::start(
-            eddy.cluster(),
-            eddy_kafka::KafkaConfig {
-                base_port: 0,
-                ..eddy_kafka::KafkaConfig::default()
-            },
-        ))
-        .unwrap();
+    let server = eddy_kafka::testing::TestListener::start(eddy.cluster()).unwrap();
     let (summary, text) = run(&["--bootstrap", &server.bootstrap()]);
     assert_eq!(summary["mode"], "bootstrap");
     check(&summary, &text);
+    // Its topics and groups are in the series the dashboards query (topics: records in per
+    // topic; groups: committed offsets, hence lag, per group).
+    let text = metrics.render();
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("eddy_produce_records_total") && l.contains("topic=\"user_ann\"")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("eddy_group_committed_offset")
+                && l.contains("group=\"context-bubbles-")),
+        "{text}"
+    );
     drop(server);
     eddy.shutdown();
 }

@@ -118,23 +118,14 @@ fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 #[test]
 fn over_the_kafka_protocol_to_a_webhook_and_with_a_model_that_is_down() {
+    // The cluster's metrics, as `eddy serve` exports them to Prometheus and Grafana.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let eddy =
         eddy_broker::EmbeddedCluster::open(eddy_broker::testing::config(dir.path())).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt
-        .block_on(eddy_kafka::KafkaServer::start(
-            eddy.cluster(),
-            eddy_kafka::KafkaConfig {
-                base_port: 0,
-                ..eddy_kafka::KafkaConfig::default()
-            },
-        ))
-        .unwrap();
+    let server = eddy_kafka::testing::TestListener::start(eddy.cluster()).unwrap();
     let (url, posted) = webhook();
     let (s, text) = run(&["--bootstrap", &server.bootstrap(), "--webhook", &url]);
     assert_eq!(s["mode"], "bootstrap");
@@ -182,6 +173,21 @@ fn over_the_kafka_protocol_to_a_webhook_and_with_a_model_that_is_down() {
     assert!(model_failures
         .iter()
         .any(|d| d["reason"].as_str().unwrap().contains("circuit open")));
+    // Its topics and groups are in the series the dashboards query (topics: records in per
+    // topic; groups: committed offsets, hence lag, per group).
+    let text = metrics.render();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("eddy_produce_records_total")
+                && l.contains("topic=\"bot-queries\"")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("eddy_group_committed_offset")
+                && l.contains("group=\"support-bot\"")),
+        "{text}"
+    );
     drop(server);
     eddy.shutdown();
 }

@@ -107,3 +107,25 @@ pub fn kcat(boot: &str, args: &[&str], input: Option<&str>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `GET /context/{id}` of a running server, once its context consumer has observed `id`;
+/// the message ids of the thread.
+pub fn context_thread(http: &str, id: &str) -> Vec<String> {
+    let api = eddy_http::client::Client::new(http.to_owned(), Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = api.request("GET", &format!("/context/{id}"), None).unwrap();
+        if r.status == 200 {
+            let v: serde_json::Value = r.json().unwrap();
+            return v["thread"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["message_id"].as_str().unwrap().to_owned())
+                .collect();
+        }
+        assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+        assert!(Instant::now() < deadline, "{id} was never observed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
