@@ -67,6 +67,10 @@ struct Args {
     /// Ends with a one-line JSON summary.
     #[arg(long)]
     json: bool,
+    /// Replays the transcript at once; without it, at a tenth of its real pace (about 9 s),
+    /// as a live channel would.
+    #[arg(long)]
+    short: bool,
 }
 
 fn now_ms() -> i64 {
@@ -223,7 +227,7 @@ where
     };
     let run = now_ms();
     let channel = format!("help-{run}");
-    ingest(&mut client, transcript, &channel, run).await?;
+    ingest(&mut client, transcript, &channel, run, args.short).await?;
     let mut summary = Summary::default();
     let mut processor = connect().await?;
     process(
@@ -279,6 +283,7 @@ async fn ingest<C: StreamClient>(
     transcript: &str,
     channel: &str,
     run: i64,
+    short: bool,
 ) -> anyhow::Result<()> {
     let lines: Vec<(i64, &str, &str)> = transcript
         .lines()
@@ -293,7 +298,13 @@ async fn ingest<C: StreamClient>(
         })
         .collect::<anyhow::Result<_>>()?;
     let base = now_ms() - lines.last().map_or(0, |l| l.0) * 1000 - 1000;
+    let mut previous = 0;
     for (n, (secs, user, text)) in lines.into_iter().enumerate() {
+        if !short {
+            let gap = u64::try_from(secs - previous).unwrap_or(0);
+            actix_rt::time::sleep(Duration::from_millis(gap * 100)).await;
+        }
+        previous = secs;
         let ts = base + secs * 1000;
         if user == "!raw" {
             let mut r = OutRecord::new(CHAT, Bytes::from(text.to_owned()));

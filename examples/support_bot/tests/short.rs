@@ -17,7 +17,7 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 
 fn run(extra: &[&str]) -> (Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_support-bot"))
-        .arg("--json")
+        .args(["--short", "--json"])
         .args(extra)
         .output()
         .unwrap();
