@@ -7,7 +7,9 @@
 //! - `serve`: settings (flags, `EDDY_*` variables, a TOML file, defaults) and the server.
 //! - `cli`: the client commands, their tables and exit codes.
 //! - `context`: `eddy context disentangle`, strategies replayed over IRC logs.
+//! - `bench`: `eddy bench produce|consume|e2e`, a load generator over the Kafka protocol.
 
+mod bench;
 mod cli;
 mod context;
 mod serve;
@@ -58,6 +60,9 @@ enum Command {
         #[command(subcommand)]
         command: context::ContextCmd,
     },
+    /// Load over the Kafka protocol (Eddy, Kafka or Redpanda): produce, consume or
+    /// end-to-end, with throughput and latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 fn init_logs(default: tracing::Level) -> anyhow::Result<()> {
@@ -87,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => cli::consume(args),
         Command::Groups { command } => cli::groups(command),
         Command::Context { command } => context::run(command),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

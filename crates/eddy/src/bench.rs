@@ -1,0 +1,521 @@
+//! `eddy bench`: a load generator over the Kafka protocol (librdkafka), so that it measures
+//! Eddy, Apache Kafka or Redpanda alike. Modes: `produce` (producers write for a duration),
+//! `consume` (a consumer reads a topic from the start), `e2e` (producers at a rate, a
+//! consumer timing each record from its send to its arrival). Reports records/s, MB/s and
+//! latency p50/p99/p99.9/max as a table or JSON, with a progress line on stderr. With
+//! `--raw-disk DIR` it also measures the disk's sequential write bandwidth with fdatasync in
+//! the same run, for ratios.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde_json::json;
+
+/// `eddy bench MODE`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// Producers write as fast as allowed for `--duration`.
+    Produce,
+    /// One consumer reads the topic from the start to its end.
+    Consume,
+    /// Producers write at `--rate`; a consumer times each record end to end.
+    E2e,
+}
+
+/// `eddy bench` settings.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// produce, consume or e2e.
+    #[arg(value_enum)]
+    mode: Mode,
+    /// The cluster (host:port,...).
+    #[arg(long, short, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// The topic (created if missing).
+    #[arg(long, short, default_value = "eddy-bench")]
+    topic: String,
+    /// Partitions of a topic it creates.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Replication factor of a topic it creates.
+    #[arg(long, default_value_t = 3)]
+    replication: i32,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Keyed records (a key per record, hashed to partitions); unkeyed spread evenly.
+    #[arg(long)]
+    keyed: bool,
+    /// Producer clients.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// acks: 0, 1 or all (all is idempotent, as current clients default to).
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Records per second across all producers (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long producers run, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Also measure the disk's raw sequential write bandwidth (256 MiB + fdatasync) here.
+    #[arg(long, value_name = "DIR")]
+    raw_disk: Option<PathBuf>,
+    /// Prints one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Latencies in microseconds, kept up to a bound (a uniform sample past it).
+#[derive(Debug, Default)]
+struct Latencies {
+    seen: u64,
+    kept: Vec<u32>,
+}
+
+const KEEP: usize = 2_000_000;
+
+impl Latencies {
+    fn add(&mut self, d: Duration) {
+        let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        self.seen += 1;
+        if self.kept.len() < KEEP {
+            self.kept.push(us);
+        } else {
+            // Reservoir sampling with a cheap hash of the count.
+            let slot = (self.seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % self.seen;
+            if (slot as usize) < KEEP {
+                self.kept[slot as usize] = us;
+            }
+        }
+    }
+
+    fn summary(&mut self) -> serde_json::Value {
+        if self.kept.is_empty() {
+            return json!(null);
+        }
+        self.kept.sort_unstable();
+        let at = |q: f64| {
+            let i = ((self.kept.len() as f64 - 1.0) * q).round() as usize;
+            f64::from(self.kept[i]) / 1000.0
+        };
+        json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "p999_ms": at(0.999), "max_ms": at(1.0)})
+    }
+}
+
+struct Delivered {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    latencies: Mutex<Latencies>,
+}
+
+struct BenchContext(Arc<Delivered>);
+
+impl ClientContext for BenchContext {}
+
+impl ProducerContext for BenchContext {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                self.0.ok.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut l) = self.0.latencies.lock() {
+                    l.add(sent.elapsed());
+                }
+            }
+            Err(_) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn ensure_topic(args: &BenchArgs) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .create()?;
+    let topic = NewTopic::new(
+        &args.topic,
+        args.partitions,
+        TopicReplication::Fixed(args.replication),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(admin.create_topics([&topic], &AdminOptions::new()))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("cannot create {t}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// A progress line on stderr until `done`.
+fn progress(
+    label: &'static str,
+    total: Duration,
+    count: Arc<AtomicU64>,
+    bytes: u64,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(500));
+            let elapsed = started.elapsed();
+            let frac = (elapsed.as_secs_f64() / total.as_secs_f64().max(0.001)).min(1.0);
+            let filled = (frac * 30.0) as usize;
+            let n = count.load(Ordering::Relaxed);
+            let mbs = n as f64 * bytes as f64 / elapsed.as_secs_f64().max(0.001) / 1e6;
+            eprint!(
+                "\r{label} [{}{}] {:>5.1}s {:>10} records {:>8.1} MB/s",
+                "#".repeat(filled),
+                " ".repeat(30 - filled),
+                elapsed.as_secs_f64(),
+                n,
+                mbs
+            );
+            let _ = std::io::stderr().flush();
+        }
+        eprintln!();
+    })
+}
+
+/// Runs `producers` producers for the duration (at the rate, if any); answers records
+/// delivered, the time taken, and the delivery latencies.
+fn produce(args: &BenchArgs, stamp: bool) -> anyhow::Result<(u64, Duration, Latencies)> {
+    let delivered = Arc::new(Delivered {
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latencies: Mutex::new(Latencies::default()),
+    });
+    let idempotent = args.acks == "all" || args.acks == "-1";
+    let mut producers = Vec::new();
+    for _ in 0..args.producers.max(1) {
+        let p: ThreadedProducer<BenchContext> = ClientConfig::new()
+            .set("bootstrap.servers", &args.bootstrap)
+            .set("acks", &args.acks)
+            .set("enable.idempotence", idempotent.to_string())
+            .set("compression.type", &args.compression)
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.kbytes", "262144")
+            .create_with_context(BenchContext(delivered.clone()))
+            .context("cannot create a producer")?;
+        producers.push(p);
+    }
+    let duration = Duration::from_secs_f64(args.duration.max(0.1));
+    let done = Arc::new(AtomicBool::new(false));
+    let bar = progress(
+        "produce",
+        duration,
+        Arc::new(AtomicU64::new(0)),
+        args.record_size as u64,
+        done.clone(),
+    );
+    let sent_counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let per_producer_rate = args.rate as f64 / producers.len() as f64;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let mut handles = Vec::new();
+        for (i, p) in producers.iter().enumerate() {
+            let sent = sent_counter.clone();
+            handles.push(s.spawn(move || -> anyhow::Result<()> {
+                let mut value = vec![b'x'; args.record_size.max(8)];
+                let mut n: u64 = 0;
+                while started.elapsed() < duration {
+                    if per_producer_rate > 0.0 {
+                        let due = Duration::from_secs_f64(n as f64 / per_producer_rate);
+                        if let Some(wait) = due.checked_sub(started.elapsed()) {
+                            std::thread::sleep(wait.min(Duration::from_millis(50)));
+                            continue;
+                        }
+                    }
+                    if stamp {
+                        value[..8].copy_from_slice(&now_us().to_be_bytes());
+                    }
+                    let key = format!("k{i}-{n}");
+                    let mut record =
+                        BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
+                            .payload(&value[..]);
+                    if args.keyed {
+                        record = record.key(key.as_bytes());
+                    }
+                    match p.send(record) {
+                        Ok(()) => {
+                            n += 1;
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            _,
+                        )) => std::thread::sleep(Duration::from_millis(1)),
+                        Err((e, _)) => return Err(e.into()),
+                    }
+                }
+                Ok(())
+            }));
+        }
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    for p in &producers {
+        p.flush(Duration::from_secs(120))?;
+    }
+    let took = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = bar.join();
+    let failed = delivered.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} records were not delivered");
+    }
+    let latencies = std::mem::take(
+        &mut *delivered
+            .latencies
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?,
+    );
+    Ok((delivered.ok.load(Ordering::Relaxed), took, latencies))
+}
+
+/// Reads the whole topic (from the start, to the high watermarks as of the start); with
+/// `stamp`, until `stop` and timing each record from the stamp in its value.
+fn consume(
+    args: &BenchArgs,
+    stamp: Option<Arc<AtomicBool>>,
+) -> anyhow::Result<(u64, u64, Duration, Latencies)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", "eddy-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+    let partitions = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        bail!("topic {} has no partitions", args.topic);
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut goal = 0u64;
+    for p in 0..partitions as i32 {
+        let (lo, hi) = consumer.fetch_watermarks(&args.topic, p, Duration::from_secs(10))?;
+        goal += (hi - lo).max(0) as u64;
+        let start = if stamp.is_some() {
+            Offset::End
+        } else {
+            Offset::Beginning
+        };
+        tpl.add_partition_offset(&args.topic, p, start)?;
+    }
+    consumer.assign(&tpl)?;
+    let count = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let bar = progress(
+        "consume",
+        Duration::from_secs_f64(args.duration.max(0.1)),
+        count.clone(),
+        args.record_size as u64,
+        done.clone(),
+    );
+    let mut latencies = Latencies::default();
+    let mut bytes = 0u64;
+    let mut first: Option<Instant> = None;
+    let started = Instant::now();
+    let mut idle = Instant::now();
+    loop {
+        match &stamp {
+            Some(stop)
+                if stop.load(Ordering::Relaxed) && idle.elapsed() > Duration::from_secs(2) =>
+            {
+                break
+            }
+            None if count.load(Ordering::Relaxed) >= goal => break,
+            _ => {}
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                idle = Instant::now();
+                first.get_or_insert_with(Instant::now);
+                let payload = m.payload().unwrap_or_default();
+                bytes += payload.len() as u64;
+                if stamp.is_some() && payload.len() >= 8 {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&payload[..8]);
+                    let sent = u64::from_be_bytes(b);
+                    latencies.add(Duration::from_micros(now_us().saturating_sub(sent)));
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                if stamp.is_none() && idle.elapsed() > Duration::from_secs(10) {
+                    bail!(
+                        "no record for 10 s after {} of {goal}",
+                        count.load(Ordering::Relaxed)
+                    );
+                }
+            }
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = bar.join();
+    let took = first.map_or(started.elapsed(), |f| f.elapsed());
+    Ok((count.load(Ordering::Relaxed), bytes, took, latencies))
+}
+
+/// Writes 256 MiB in 1 MiB writes and fdatasyncs them: the disk's sequential bandwidth.
+fn raw_disk(dir: &std::path::Path) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join(format!("eddy-bench-raw-{}", std::process::id()));
+    let chunk = vec![0x5au8; 1 << 20];
+    let started = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path)?;
+        for _ in 0..256 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_data()?;
+    }
+    let took = started.elapsed();
+    let _ = std::fs::remove_file(&path);
+    Ok(256.0 * (1 << 20) as f64 / took.as_secs_f64() / 1e6)
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let raw = match &args.raw_disk {
+        Some(dir) => Some(raw_disk(dir)?),
+        None => None,
+    };
+    ensure_topic(&args)?;
+    let size = args.record_size.max(8) as f64;
+    let mut report = json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "topic": args.topic, "record_size": args.record_size.max(8), "keyed": args.keyed,
+        "producers": args.producers, "acks": args.acks, "compression": args.compression,
+        "rate": args.rate, "partitions": args.partitions, "replication": args.replication,
+    });
+    match args.mode {
+        Mode::Produce => {
+            let (n, took, mut lat) = produce(&args, false)?;
+            report["records"] = json!(n);
+            report["records_per_s"] = json!(n as f64 / took.as_secs_f64());
+            report["mb_per_s"] = json!(n as f64 * size / took.as_secs_f64() / 1e6);
+            report["latency"] = lat.summary();
+        }
+        Mode::Consume => {
+            let (n, bytes, took, _) = consume(&args, None)?;
+            report["records"] = json!(n);
+            report["records_per_s"] = json!(n as f64 / took.as_secs_f64());
+            report["mb_per_s"] = json!(bytes as f64 / took.as_secs_f64() / 1e6);
+        }
+        Mode::E2e => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let reader = {
+                let stop = stop.clone();
+                let args = BenchArgs {
+                    json: true,
+                    ..clone_args(&args)
+                };
+                std::thread::spawn(move || consume(&args, Some(stop)))
+            };
+            // Let the consumer reach the end before writing.
+            std::thread::sleep(Duration::from_millis(1500));
+            let (n, took, _) = produce(&args, true)?;
+            stop.store(true, Ordering::Relaxed);
+            let (got, _, _, mut lat) = reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the consumer thread panicked"))??;
+            report["records"] = json!(n);
+            report["received"] = json!(got);
+            report["records_per_s"] = json!(n as f64 / took.as_secs_f64());
+            report["mb_per_s"] = json!(n as f64 * size / took.as_secs_f64() / 1e6);
+            report["latency"] = lat.summary();
+        }
+    }
+    if let Some(raw) = raw {
+        report["raw_disk_mb_per_s"] = json!(raw);
+        if let Some(mbs) = report["mb_per_s"].as_f64() {
+            report["ratio_to_raw_disk"] = json!(mbs / raw);
+        }
+    }
+    if args.json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!("{:<20} {}", "mode", report["mode"].as_str().unwrap_or(""));
+    for (k, label) in [
+        ("records", "records"),
+        ("received", "records received"),
+        ("records_per_s", "records/s"),
+        ("mb_per_s", "MB/s"),
+        ("raw_disk_mb_per_s", "raw disk MB/s"),
+        ("ratio_to_raw_disk", "x raw disk"),
+    ] {
+        if let Some(v) = report[k].as_f64() {
+            println!("{label:<20} {v:.1}");
+        }
+    }
+    if let Some(l) = report["latency"].as_object() {
+        for (k, v) in l {
+            println!(
+                "{:<20} {:.2}",
+                format!("latency {k}"),
+                v.as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn clone_args(a: &BenchArgs) -> BenchArgs {
+    BenchArgs {
+        mode: a.mode,
+        bootstrap: a.bootstrap.clone(),
+        topic: a.topic.clone(),
+        partitions: a.partitions,
+        replication: a.replication,
+        record_size: a.record_size,
+        keyed: a.keyed,
+        producers: a.producers,
+        acks: a.acks.clone(),
+        compression: a.compression.clone(),
+        rate: a.rate,
+        duration: a.duration,
+        raw_disk: None,
+        json: a.json,
+    }
+}

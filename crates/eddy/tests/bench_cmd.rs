@@ -1,0 +1,69 @@
+//! `eddy bench` against a running `eddy serve`: produce, consume and end-to-end modes report
+//! what they moved and their latencies (figures are for `benches/README.md`, not asserted).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{serve, stop};
+use serde_json::Value;
+
+fn bench(boot: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["bench"])
+        .args(args)
+        .args(["--bootstrap", boot, "--json", "--duration", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn produce_consume_and_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, boot, _) = serve(dir.path());
+    let p = bench(
+        &boot,
+        &[
+            "produce",
+            "--record-size",
+            "100",
+            "--keyed",
+            "--compression",
+            "lz4",
+        ],
+    );
+    let n = p["records"].as_u64().unwrap();
+    assert!(n > 0, "{p}");
+    assert!(p["latency"]["p99_ms"].as_f64().unwrap() >= p["latency"]["p50_ms"].as_f64().unwrap());
+    let c = bench(&boot, &["consume"]);
+    assert_eq!(c["records"].as_u64().unwrap(), n, "{c}");
+    let e = bench(
+        &boot,
+        &[
+            "e2e",
+            "--topic",
+            "e2e",
+            "--rate",
+            "2000",
+            "--raw-disk",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(e["received"], e["records"], "{e}");
+    assert!(e["latency"]["max_ms"].as_f64().unwrap() > 0.0, "{e}");
+    assert!(e["raw_disk_mb_per_s"].as_f64().unwrap() > 0.0, "{e}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["bench", "sideways"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    stop(child);
+}
