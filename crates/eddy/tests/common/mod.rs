@@ -55,6 +55,11 @@ impl Proc {
     pub fn new(child: Child) -> Proc {
         Proc(Some(child))
     }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
 }
 
 impl Drop for Proc {
