@@ -57,6 +57,24 @@ fn the_python_producer_and_consumer_work_unchanged() {
     assert_eq!(summary["bubbles"], 2, "{read}");
     assert_eq!(summary["one_partition_per_bubble"], true, "{read}");
 
+    // Its topics and its consumer group are in the series the dashboards query.
+    let metrics = eddy_http::client::Client::new(http.clone(), std::time::Duration::from_secs(30))
+        .request("GET", "/metrics", None)
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("eddy_produce_records_total") && l.contains("topic=\"user_ann\"")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("eddy_group_committed_offset")
+                && l.contains("group=\"chat-reader\"")),
+        "{text}"
+    );
+
     // The server's context consumer read the same topics: the thread of the last reply.
     assert_eq!(
         context_thread(&http, "r1-6"),
