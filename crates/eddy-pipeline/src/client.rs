@@ -129,8 +129,9 @@ pub trait StreamClient {
     fn assign(&mut self, partitions: &[(TopicPartition, u64)]) -> Result<(), PipelineError>;
     /// Records that arrived within `timeout` (maybe none).
     async fn poll(&mut self, timeout: Duration) -> Result<Polled, PipelineError>;
-    /// Commits these next offsets to the group (for lag monitoring; the pipeline's own
-    /// state is authoritative).
+    /// Commits these next offsets to the group and waits for the coordinator (the context
+    /// consumer commits for lag monitoring, its own state being authoritative; the chat
+    /// rooms' read receipts are these commits).
     async fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<(), PipelineError>;
     /// The offsets the client's group committed for `partitions` (`None`: none yet).
     async fn committed(

@@ -169,7 +169,9 @@ impl StreamClient for KafkaClient {
             tpl.add_partition_offset(topic, *p as i32, Offset::Offset(*offset as i64))
                 .map_err(kafka)?;
         }
-        self.consumer.commit(&tpl, CommitMode::Async).map_err(kafka)
+        // Waits for the coordinator, as the embedded client does: a commit read back right
+        // after (read receipts) must see it.
+        self.consumer.commit(&tpl, CommitMode::Sync).map_err(kafka)
     }
 
     async fn committed(
