@@ -123,6 +123,8 @@ pub struct ContextHandle {
     strategy: Arc<Mutex<Box<dyn ContextStrategy>>>,
     name: String,
     progress: Arc<Progress>,
+    /// `eddy_context_assembly_seconds{strategy}`, built once (no label per call).
+    assembly: metrics::Histogram,
 }
 
 impl std::fmt::Debug for ContextHandle {
@@ -159,8 +161,7 @@ impl ContextLookup for ContextHandle {
     fn context_for(&self, message_id: &str, budget: &Budget) -> Option<Context> {
         let started = Instant::now();
         let context = self.lock().context_for(message_id, budget);
-        histogram!(eddy_metrics::CONTEXT_ASSEMBLY_LATENCY, "strategy" => self.name.clone())
-            .record(started.elapsed());
+        self.assembly.record(started.elapsed());
         context
     }
 }
@@ -237,6 +238,7 @@ impl<C: StreamClient> ContextConsumer<C> {
             client,
             handle: ContextHandle {
                 strategy: Arc::new(Mutex::new(strategy)),
+                assembly: histogram!(eddy_metrics::CONTEXT_ASSEMBLY_LATENCY, "strategy" => name.clone()),
                 name,
                 progress: Arc::default(),
             },
