@@ -127,6 +127,11 @@ pub struct ReplicateFrom {
     pub max_bytes: usize,
     /// Longest wait when there is nothing new.
     pub max_wait: Duration,
+    /// The follower's last append failed on its storage (disk full, read-only, failing):
+    /// its replica is offline until an append succeeds again, as a Kafka replica on a
+    /// failed log directory, and the leader takes it out of the ISR at once rather than
+    /// after the lag timeout (acks=all requests would otherwise wait for it).
+    pub storage_failed: bool,
 }
 
 /// Batches for a follower, with the leader's high watermark.

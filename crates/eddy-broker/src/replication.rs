@@ -210,6 +210,22 @@ impl LeaderState {
         Some(isr)
     }
 
+    /// A follower says its storage failed: if it is in the ISR (and no change is pending),
+    /// returns the ISR without it, to propose to the controller.
+    pub fn follower_failed(&mut self, follower: BrokerId) -> Option<Vec<BrokerId>> {
+        if self.pending_isr.is_some() || follower == self.me || !self.isr.contains(&follower) {
+            return None;
+        }
+        let isr: Vec<BrokerId> = self
+            .isr
+            .iter()
+            .copied()
+            .filter(|b| *b != follower)
+            .collect();
+        self.pending_isr = Some(isr.clone());
+        Some(isr)
+    }
+
     /// The controller recorded (or refused, with `None`) the proposed ISR change. Returns the
     /// new high watermark if it moved.
     pub fn isr_changed(&mut self, isr: Option<Vec<BrokerId>>) -> Option<u64> {
@@ -296,6 +312,22 @@ mod tests {
         let t = Instant::now();
         let mut s = LeaderState::new(B0, &[B0, B1], &[B0], 0, 0, LAG, t);
         assert_eq!(s.appended(5, t), Some(5));
+    }
+
+    #[test]
+    fn test_follower_with_failed_storage_leaves_isr_at_once() {
+        let t = Instant::now();
+        let mut s = leader(t);
+        s.appended(10, t);
+        s.follower_fetched(B1, 10, t);
+        s.follower_fetched(B2, 4, t);
+        assert_eq!(s.follower_failed(B0), None, "the leader is not a follower");
+        assert_eq!(s.follower_failed(B2), Some(vec![B0, B1]));
+        assert_eq!(s.follower_failed(B1), None, "one change at a time");
+        assert_eq!(s.isr_changed(Some(vec![B0, B1])), Some(10));
+        assert_eq!(s.follower_failed(B2), None, "not in the isr any more");
+        // Its storage works again and it catches up: back in.
+        assert_eq!(s.follower_fetched(B2, 10, t).1, Some(vec![B0, B1, B2]));
     }
 
     #[test]

@@ -90,6 +90,7 @@ impl HttpError {
             }
             ErrorKind::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ErrorKind::StorageFull => (StatusCode::SERVICE_UNAVAILABLE, "storage_full"),
+            ErrorKind::StorageFailed => (StatusCode::SERVICE_UNAVAILABLE, "storage_failed"),
             ErrorKind::Corrupt | ErrorKind::Internal => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

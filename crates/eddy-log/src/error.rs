@@ -56,6 +56,22 @@ pub enum LogError {
         /// The log directory.
         path: String,
     },
+    /// The filesystem of the log directory refuses writes (mounted or turned read-only, as
+    /// ext4 does after an I/O error); nothing of the failed commit was written.
+    #[error("log directory {path} is on a read-only filesystem; nothing was written")]
+    ReadOnly {
+        /// The log directory.
+        path: String,
+    },
+    /// A write failed this log directory's environment (LMDB's fatal state): it was reopened
+    /// read-only, serves reads, and refuses writes until the process restarts.
+    #[error("log directory {path} failed ({reason}); it serves reads only until restart")]
+    Failed {
+        /// The log directory.
+        path: String,
+        /// The error that failed it.
+        reason: String,
+    },
     /// The log directory is already open in this process.
     #[error("log directory {path} is already open in this process")]
     AlreadyOpen {
@@ -83,7 +99,7 @@ pub enum LogError {
         source: rmp_serde::encode::Error,
     },
     /// Any other storage failure reported by LMDB or the OS.
-    #[error("storage failure in {path}")]
+    #[error("storage failure in {path}: {source}")]
     Storage {
         /// The log directory.
         path: String,
@@ -99,6 +115,9 @@ impl LogError {
         match &source {
             heed::Error::Mdb(heed::MdbError::MapFull) => LogError::MapFull { map_size },
             heed::Error::Io(io) if io.raw_os_error() == Some(28) => LogError::DiskFull {
+                path: path.to_string(),
+            },
+            heed::Error::Io(io) if io.raw_os_error() == Some(30) => LogError::ReadOnly {
                 path: path.to_string(),
             },
             heed::Error::EnvAlreadyOpened => LogError::AlreadyOpen {
@@ -131,7 +150,10 @@ impl ClassifyError for LogError {
             LogError::MapFull { .. } | LogError::DiskFull { .. } => ErrorKind::StorageFull,
             LogError::AlreadyOpen { .. } | LogError::WriterStopped => ErrorKind::Unavailable,
             LogError::Corrupt { .. } => ErrorKind::Corrupt,
-            LogError::Encode { .. } | LogError::Storage { .. } => ErrorKind::Internal,
+            LogError::ReadOnly { .. } | LogError::Failed { .. } | LogError::Storage { .. } => {
+                ErrorKind::StorageFailed
+            }
+            LogError::Encode { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -13,8 +13,7 @@ use std::thread::JoinHandle;
 
 use bytes::{Bytes, BytesMut};
 use eddy_types::PartitionId;
-use heed::types::Bytes as RawBytes;
-use heed::{CommitOrAbort, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls};
+use heed::{RoTxn, WithoutTls};
 use kafka_protocol::records::RecordBatchDecoder;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,8 +25,9 @@ use crate::error::LogError;
 use crate::keys::{log_key_offset, state_key_partition, user_key, STATE_PREFIX};
 use crate::state::{EpochStart, PartitionConfig, PartitionState};
 use crate::writer::{
-    self, batch_containing, load_state, partition_range, AppendMode, Appended, Dbs, ErrCtx, Msg,
-    Outcome, PreparedAppend, RetentionReport, SyncState, WriteOp, WriterStats,
+    self, batch_containing, load_state, open_view, partition_range, AppendMode, Appended, Dbs,
+    ErrCtx, Health, Msg, Outcome, PreparedAppend, RetentionReport, SyncState, View, WriteOp,
+    WriterStats,
 };
 
 /// One buffer of record batches to append to one partition.
@@ -218,11 +218,11 @@ impl Drop for WriterHandle {
 }
 
 struct Inner {
-    // Field order matters: the writer (which holds an `Env` clone) is joined before `env` drops,
-    // so the environment is closed when the last `LogStore` goes and can be opened again.
+    // Field order matters: the writer (which holds an `Env` clone) is joined before `health`
+    // drops, so the environment is closed when the last `LogStore` goes and can be opened
+    // again.
     writer: WriterHandle,
-    env: heed::Env<WithoutTls>,
-    dbs: Dbs,
+    health: Arc<Health>,
     ctx: ErrCtx,
     stats: Arc<WriterStats>,
     path: PathBuf,
@@ -259,35 +259,8 @@ impl LogStore {
             map_size: config.map_size,
         };
         std::fs::create_dir_all(dir).map_err(|e| ctx.heed(heed::Error::Io(e)))?;
-        let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options
-            .map_size(config.map_size)
-            .max_dbs(2)
-            .max_readers(config.max_readers);
-        let flags = match config.durability {
-            Durability::Sync => EnvFlags::empty(),
-            Durability::Periodic { .. } => EnvFlags::NO_SYNC,
-        };
-        // SAFETY: LMDB maps the directory's data file. The mapping stays sound as long as no one
-        // modifies the file outside LMDB or breaks its lock file; the directory belongs to this
-        // broker alone, heed refuses a second open in this process, and NO_LOCK is not used.
-        #[allow(unsafe_code)]
-        let env = unsafe {
-            options.flags(flags);
-            options.open(dir)
-        }
-        .map_err(|e| ctx.heed(e))?;
-        let wtxn = env.write_txn().map_err(|e| ctx.heed(e))?;
-        let (log, meta) = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
-                let log = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("log"))?;
-                let meta = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("meta"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((log, meta)))
-            })
-            .map_err(|e| ctx.heed(e))?
-            .unwrap_commit();
-        let dbs = Dbs { log, meta };
-
+        let view = open_view(dir, &config, false).map_err(|e| ctx.heed(e))?;
+        let health = Arc::new(Health::new(view.clone()));
         let stats = Arc::new(WriterStats::default());
         let sync_state = Arc::new(SyncState::default());
         let spawn_error = |e: std::io::Error| LogError::Storage {
@@ -303,8 +276,7 @@ impl LogStore {
             return Ok(LogStore {
                 inner: Arc::new(Inner {
                     writer,
-                    env,
-                    dbs,
+                    health,
                     ctx,
                     stats,
                     path: dir.to_path_buf(),
@@ -313,12 +285,17 @@ impl LogStore {
         }
         let (tx, rx) = mpsc::channel();
         let thread = {
-            let (env, ctx, stats, sync_state) =
-                (env.clone(), ctx.clone(), stats.clone(), sync_state.clone());
+            let (health, ctx, stats, sync_state) = (
+                health.clone(),
+                ctx.clone(),
+                stats.clone(),
+                sync_state.clone(),
+            );
             let config = config.clone();
+            let dir = dir.to_path_buf();
             std::thread::Builder::new()
                 .name("eddy-log-writer".into())
-                .spawn(move || writer::run(env, dbs, config, ctx, stats, sync_state, rx))
+                .spawn(move || writer::run(view, health, dir, config, ctx, stats, sync_state, rx))
                 .map_err(spawn_error)?
         };
         let mut handle = WriterHandle {
@@ -328,19 +305,20 @@ impl LogStore {
         };
         if let Durability::Periodic { interval } = config.durability {
             let (stop, stop_rx) = mpsc::channel();
-            let (env, ctx, stats) = (env.clone(), ctx.clone(), stats.clone());
+            let (health, ctx, stats) = (health.clone(), ctx.clone(), stats.clone());
             // On failure `handle` drops here and stops the writer.
             let t = std::thread::Builder::new()
                 .name("eddy-log-syncer".into())
-                .spawn(move || writer::run_syncer(env, interval, ctx, stats, sync_state, stop_rx))
+                .spawn(move || {
+                    writer::run_syncer(health, interval, ctx, stats, sync_state, stop_rx)
+                })
                 .map_err(spawn_error)?;
             handle.syncer = Some((stop, t));
         }
         Ok(LogStore {
             inner: Arc::new(Inner {
                 writer: handle,
-                env,
-                dbs,
+                health,
                 ctx,
                 stats,
                 path: dir.to_path_buf(),
@@ -358,9 +336,14 @@ impl LogStore {
         op: WriteOp,
         finish: impl FnOnce(Outcome) -> Result<T, LogError> + Send + 'static,
     ) -> Pending<T> {
+        if let Some(e) = self.failure() {
+            return Pending::ready(Err(e));
+        }
         let Some(tx) = &self.inner.writer.tx else {
             let inner = &*self.inner;
-            let outcome = writer::commit_now(&inner.env, &inner.dbs, &inner.ctx, &inner.stats, op);
+            let outcome = self
+                .view()
+                .and_then(|v| writer::commit_now(&v.env, &v.dbs, &inner.ctx, &inner.stats, op));
             return Pending::ready(outcome.and_then(finish));
         };
         let (reply, rx) = oneshot::channel();
@@ -533,20 +516,25 @@ impl LogStore {
         self.submit_done(WriteOp::Flush)
     }
 
-    fn read_txn(&self) -> Result<RoTxn<'_, WithoutTls>, LogError> {
-        self.inner
-            .env
-            .read_txn()
-            .map_err(|e| self.inner.ctx.heed(e))
+    /// The environment to read from (the read-only reopening, once the writable one failed).
+    fn view(&self) -> Result<View, LogError> {
+        self.inner.health.view(&self.inner.ctx)
     }
 
     fn state(
         &self,
+        dbs: &Dbs,
         txn: &RoTxn<'_, WithoutTls>,
         partition: PartitionId,
     ) -> Result<PartitionState, LogError> {
-        load_state(txn, &self.inner.dbs, partition, &self.inner.ctx)?
+        load_state(txn, dbs, partition, &self.inner.ctx)?
             .ok_or(LogError::UnknownPartition(partition))
+    }
+
+    /// Tells whether a write has failed this directory's environment: it then serves reads
+    /// only (reopened read-only) and refuses every write, until the process restarts.
+    pub fn failure(&self) -> Option<LogError> {
+        self.inner.health.failure(&self.inner.ctx)
     }
 
     /// Reads whole batches from `from` up to the log end, at most `max_bytes` of them except
@@ -569,8 +557,9 @@ impl LogStore {
         max_bytes: usize,
         until: u64,
     ) -> Result<Fetched, LogError> {
-        let txn = self.read_txn()?;
-        let st = self.state(&txn, partition)?;
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        let st = self.state(&view.dbs, &txn, partition)?;
         let offsets = PartitionOffsets::of(&st);
         if from < st.log_start || from > st.log_end {
             return Err(LogError::OffsetOutOfRange {
@@ -585,7 +574,7 @@ impl LogStore {
         let mut batches = 0;
         let mut next_offset = from;
         if from < upper {
-            let dbs = &self.inner.dbs;
+            let dbs = &view.dbs;
             let ctx = &self.inner.ctx;
             let start = batch_containing(&txn, dbs, ctx, partition, from)?.unwrap_or(from);
             let (lo, hi) = partition_range(partition, start);
@@ -625,20 +614,25 @@ impl LogStore {
 
     /// Log start, log end, checkpointed high watermark and size of a partition.
     pub fn offsets(&self, partition: PartitionId) -> Result<PartitionOffsets, LogError> {
-        let txn = self.read_txn()?;
-        Ok(PartitionOffsets::of(&self.state(&txn, partition)?))
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        Ok(PartitionOffsets::of(
+            &self.state(&view.dbs, &txn, partition)?,
+        ))
     }
 
     /// A partition's retention settings.
     pub fn config(&self, partition: PartitionId) -> Result<PartitionConfig, LogError> {
-        let txn = self.read_txn()?;
-        Ok(self.state(&txn, partition)?.config)
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        Ok(self.state(&view.dbs, &txn, partition)?.config)
     }
 
     /// The leader epochs seen in a partition and where each starts.
     pub fn epochs(&self, partition: PartitionId) -> Result<Vec<EpochStart>, LogError> {
-        let txn = self.read_txn()?;
-        Ok(self.state(&txn, partition)?.epochs)
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        Ok(self.state(&view.dbs, &txn, partition)?.epochs)
     }
 
     /// Kafka's OffsetForLeaderEpoch: the largest epoch not above `epoch` and the offset where
@@ -649,8 +643,11 @@ impl LogStore {
         partition: PartitionId,
         epoch: i32,
     ) -> Result<Option<(i32, u64)>, LogError> {
-        let txn = self.read_txn()?;
-        Ok(self.state(&txn, partition)?.end_offset_for_epoch(epoch))
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        Ok(self
+            .state(&view.dbs, &txn, partition)?
+            .end_offset_for_epoch(epoch))
     }
 
     /// The first record whose timestamp is at least `timestamp`, as `(offset, timestamp)`, or
@@ -663,9 +660,10 @@ impl LogStore {
         partition: PartitionId,
         timestamp: i64,
     ) -> Result<Option<(u64, i64)>, LogError> {
-        let txn = self.read_txn()?;
-        let st = self.state(&txn, partition)?;
-        let dbs = &self.inner.dbs;
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        let st = self.state(&view.dbs, &txn, partition)?;
+        let dbs = &view.dbs;
         let ctx = &self.inner.ctx;
         let start = batch_containing(&txn, dbs, ctx, partition, st.log_start)?.unwrap_or(0);
         let (lo, hi) = partition_range(partition, start);
@@ -696,10 +694,10 @@ impl LogStore {
 
     /// Ids of every partition in this directory, ascending.
     pub fn partitions(&self) -> Result<Vec<PartitionId>, LogError> {
-        let txn = self.read_txn()?;
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
         let ctx = &self.inner.ctx;
-        let iter = self
-            .inner
+        let iter = view
             .dbs
             .meta
             .prefix_iter(&txn, STATE_PREFIX)
@@ -716,10 +714,10 @@ impl LogStore {
 
     /// Reads a metadata record.
     pub fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, LogError> {
-        let txn = self.read_txn()?;
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
         let ctx = &self.inner.ctx;
-        let raw = self
-            .inner
+        let raw = view
             .dbs
             .meta
             .get(&txn, &user_key(key))
@@ -738,10 +736,10 @@ impl LogStore {
         &self,
         prefix: &[u8],
     ) -> Result<Vec<(Vec<u8>, T)>, LogError> {
-        let txn = self.read_txn()?;
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
         let ctx = &self.inner.ctx;
-        let iter = self
-            .inner
+        let iter = view
             .dbs
             .meta
             .prefix_iter(&txn, &user_key(prefix))
@@ -773,7 +771,7 @@ impl LogStore {
 
     /// Bytes the environment's data file takes on disk.
     pub fn disk_size(&self) -> Result<u64, LogError> {
-        self.inner
+        self.view()?
             .env
             .real_disk_size()
             .map_err(|e| self.inner.ctx.heed(e))

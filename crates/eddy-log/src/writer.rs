@@ -13,18 +13,21 @@
 //! requests that happened to share its commit.
 
 use std::ops::Bound;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eddy_types::PartitionId;
 use heed::types::Bytes as RawBytes;
-use heed::{Database, Env, RoTxn, RwTxn, WithoutTls};
+use heed::{
+    CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls,
+};
 use std::io::Write;
 use tokio::sync::oneshot;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use crate::batch::{patch_header, BatchHeader, BatchSpan};
 use crate::config::{Durability, LogConfig};
@@ -180,6 +183,156 @@ pub(crate) fn partition_range(partition: PartitionId, from_base: u64) -> ([u8; 1
     (log_key(partition, from_base), log_key(partition, u64::MAX))
 }
 
+/// An environment and its two databases.
+#[derive(Clone)]
+pub(crate) struct View {
+    pub(crate) env: Env<WithoutTls>,
+    pub(crate) dbs: Dbs,
+}
+
+impl View {
+    pub(crate) fn read_txn(&self, ctx: &ErrCtx) -> Result<RoTxn<'_, WithoutTls>, LogError> {
+        self.env.read_txn().map_err(|e| ctx.heed(e))
+    }
+}
+
+/// Opens (read-only: without creating anything) the environment of `dir`.
+pub(crate) fn open_view(
+    dir: &Path,
+    config: &LogConfig,
+    read_only: bool,
+) -> Result<View, heed::Error> {
+    let mut options = EnvOpenOptions::new().read_txn_without_tls();
+    options
+        .map_size(config.map_size)
+        .max_dbs(2)
+        .max_readers(config.max_readers);
+    let mut flags = match config.durability {
+        Durability::Sync => EnvFlags::empty(),
+        Durability::Periodic { .. } => EnvFlags::NO_SYNC,
+    };
+    if read_only {
+        // On a read-only filesystem LMDB then goes on without its lock file.
+        flags |= EnvFlags::READ_ONLY;
+    }
+    // SAFETY: LMDB maps the directory's data file. The mapping stays sound as long as no one
+    // modifies the file outside LMDB or breaks its lock file; the directory belongs to this
+    // broker alone, heed refuses a second open in this process, and NO_LOCK is not used.
+    #[allow(unsafe_code)]
+    let env = unsafe {
+        options.flags(flags);
+        options.open(dir)
+    }?;
+    let dbs = if read_only {
+        let rtxn = env.read_txn()?;
+        env.open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_, heed::Error> {
+            let log = opener.open_database::<RawBytes, RawBytes>(rtxn, Some("log"))?;
+            let meta = opener.open_database::<RawBytes, RawBytes>(rtxn, Some("meta"))?;
+            Ok(CommitOrAbort::<_, ()>::Commit((log, meta)))
+        })?
+        .unwrap_commit()
+    } else {
+        let wtxn = env.write_txn()?;
+        let (log, meta) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
+                let log = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("log"))?;
+                let meta = opener.create_database::<RawBytes, RawBytes>(wtxn, Some("meta"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((log, meta)))
+            })?
+            .unwrap_commit();
+        (Some(log), Some(meta))
+    };
+    match dbs {
+        (Some(log), Some(meta)) => Ok(View {
+            env,
+            dbs: Dbs { log, meta },
+        }),
+        _ => Err(heed::Error::Mdb(MdbError::NotFound)),
+    }
+}
+
+/// The environment the store reads from, and whether a write failed it.
+///
+/// A commit whose meta-page write fails (the disk turned read-only or failed at that moment)
+/// leaves LMDB in its fatal state, where every later transaction, reads too, gets
+/// `MDB_PANIC`. The writer then closes that environment and reopens it read-only: the
+/// broker goes on serving reads of everything committed, and refuses writes until restart.
+pub(crate) struct Health {
+    view: RwLock<Option<View>>,
+    failed: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub(crate) fn new(view: View) -> Health {
+        Health {
+            view: RwLock::new(Some(view)),
+            failed: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn view(&self, ctx: &ErrCtx) -> Result<View, LogError> {
+        let view = self
+            .view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match view {
+            Some(v) => Ok(v),
+            None => Err(self.failure(ctx).unwrap_or(LogError::WriterStopped)),
+        }
+    }
+
+    pub(crate) fn failure(&self, ctx: &ErrCtx) -> Option<LogError> {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.as_ref().map(|reason| LogError::Failed {
+            path: ctx.path.clone(),
+            reason: reason.clone(),
+        })
+    }
+
+    /// Closes the failed environment (`own` is the writer's handle of it) and opens it again
+    /// read-only.
+    fn reopen_read_only(
+        &self,
+        own: View,
+        dir: &Path,
+        config: &LogConfig,
+        ctx: &ErrCtx,
+        reason: String,
+    ) {
+        error!(path = %ctx.path, %reason, "a write failed the log environment: it serves reads only from now on, and refuses writes until restart");
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+        // Readers wait on the lock while the environment is swapped; the ones that hold a
+        // handle finish their short transactions (failing) and let it go.
+        let mut slot = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        drop(own);
+        if let Some(old) = slot.take() {
+            if !old
+                .env
+                .prepare_for_closing()
+                .wait_timeout(Duration::from_secs(10))
+            {
+                error!(path = %ctx.path, "the failed environment did not close; reads fail too");
+                return;
+            }
+        }
+        match open_view(dir, config, true) {
+            Ok(v) => {
+                info!(path = %ctx.path, "log environment reopened read-only");
+                *slot = Some(v);
+            }
+            Err(e) => {
+                error!(path = %ctx.path, error = %e, "cannot reopen the log environment read-only; reads fail too")
+            }
+        }
+    }
+}
+
+/// Tells whether LMDB refuses every transaction of `env` from now on.
+fn is_fatal(env: &Env<WithoutTls>) -> bool {
+    matches!(env.read_txn(), Err(heed::Error::Mdb(MdbError::Panic)))
+}
+
 /// Commit generations shared by the writer and the periodic syncer.
 #[derive(Debug, Default)]
 pub(crate) struct SyncState {
@@ -188,9 +341,11 @@ pub(crate) struct SyncState {
 }
 
 /// Runs the writer loop until `Shutdown` arrives or every sender is gone.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
-    env: Env<WithoutTls>,
-    dbs: Dbs,
+    view: View,
+    health: Arc<Health>,
+    dir: PathBuf,
     config: LogConfig,
     ctx: ErrCtx,
     stats: Arc<WriterStats>,
@@ -198,6 +353,7 @@ pub(crate) fn run(
     rx: Receiver<Msg>,
 ) {
     let periodic = matches!(config.durability, Durability::Periodic { .. });
+    let mut live = Some(view);
     let mut running = true;
     while running {
         let Ok(first) = rx.recv() else { break };
@@ -221,8 +377,29 @@ pub(crate) fn run(
                 Err(TryRecvError::Disconnected) => break,
             }
         }
+        let Some(View { env, dbs }) = &live else {
+            for (_, reply) in group {
+                let _ = reply.send(Err(health.failure(&ctx).unwrap_or(LogError::WriterStopped)));
+            }
+            continue;
+        };
         let wants_flush = group.iter().any(|(op, _)| matches!(op, WriteOp::Flush));
-        let answers = commit_group(&env, &dbs, &ctx, &stats, group);
+        let answers = commit_group(env, dbs, &ctx, &stats, group);
+        let failed = answers.iter().find_map(|(_, _, a)| a.as_ref().err());
+        if let Some(e) = failed {
+            if is_fatal(env) {
+                let reason = e.to_string();
+                // Everything of the group is answered with its own error; later ones get
+                // the failure.
+                for (_, reply, answer) in answers {
+                    let _ = reply.send(answer);
+                }
+                if let Some(v) = live.take() {
+                    health.reopen_read_only(v, &dir, &config, &ctx, reason);
+                }
+                continue;
+            }
+        }
         sync_state.committed.fetch_add(1, Ordering::Release);
         // In periodic mode a flush is answered only after its own sync; the background
         // syncer handles the rest. (In sync mode every commit was fsync'd already.)
@@ -249,8 +426,8 @@ pub(crate) fn run(
             let _ = reply.send(answer);
         }
     }
-    if periodic {
-        if let Err(e) = env.force_sync() {
+    if let (true, Some(v)) = (periodic, &live) {
+        if let Err(e) = v.env.force_sync() {
             error!(path = %ctx.path, error = %e, "final sync failed");
         }
     }
@@ -261,7 +438,7 @@ pub(crate) fn run(
 /// committed since the last sync. It runs on its own thread so that a slow fsync never stalls
 /// the writer; a sync covers every commit that finished before it started.
 pub(crate) fn run_syncer(
-    env: Env<WithoutTls>,
+    health: Arc<Health>,
     interval: Duration,
     ctx: ErrCtx,
     stats: Arc<WriterStats>,
@@ -275,7 +452,14 @@ pub(crate) fn run_syncer(
         if committed == synced {
             continue;
         }
-        match env.force_sync() {
+        if health.failure(&ctx).is_some() {
+            return;
+        }
+        // A handle only for this sync: a failed environment can then be closed and reopened.
+        let Ok(view) = health.view(&ctx) else {
+            return;
+        };
+        match view.env.force_sync() {
             Ok(()) => {
                 synced = committed;
                 stats.syncs.fetch_add(1, Ordering::Relaxed);

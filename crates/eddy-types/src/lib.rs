@@ -193,6 +193,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The storage is full (disk or map size); nothing was written.
     StorageFull,
+    /// The storage refused or failed a write (a read-only or failing disk); nothing was
+    /// written. Reads may still be served.
+    StorageFailed,
     /// Stored data failed a check.
     Corrupt,
     /// A bug or an unexpected storage failure.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use eddy_log::AppendMode;
-use eddy_types::{BrokerId, PartitionId, TopicName};
+use eddy_types::{BrokerId, ClassifyError, ErrorKind, PartitionId, TopicName};
 use tracing::{debug, info, warn};
 
 use super::broker::Broker;
@@ -47,6 +47,8 @@ pub(crate) struct PartitionFollower {
     last_data: Instant,
     idle_reported: bool,
     checkpoint: HwCheckpoint,
+    /// The last replica append failed on the storage; told to the leader with each fetch.
+    storage_failed: bool,
 }
 
 impl PartitionFollower {
@@ -72,6 +74,7 @@ impl PartitionFollower {
             last_data: t,
             idle_reported: false,
             checkpoint: HwCheckpoint::new(0),
+            storage_failed: false,
         }
     }
 
@@ -212,6 +215,7 @@ impl PartitionFollower {
             fetch_offset: log_end,
             max_bytes: self.shared.config.replica_fetch_max_bytes,
             max_wait: self.shared.config.replica_fetch_wait_max,
+            storage_failed: self.storage_failed,
         };
         let fut = peer.send(request);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
@@ -276,6 +280,7 @@ impl PartitionFollower {
             act.busy = false;
             match res {
                 Ok(a) => {
+                    act.storage_failed = false;
                     if !ids.is_empty() {
                         let mut tables = act.shared.producers.lock();
                         let table = tables.entry(act.pid).or_default();
@@ -290,7 +295,15 @@ impl PartitionFollower {
                 }
                 Err(e) => {
                     warn!(topic = %act.topic, partition = act.index, error = %e, "replica append failed");
-                    act.synced_epoch = None;
+                    act.storage_failed = matches!(
+                        e.kind(),
+                        ErrorKind::StorageFull | ErrorKind::StorageFailed
+                    );
+                    // Nothing was written when the storage failed: the log is still in
+                    // step with the leader. Anything else: check it again.
+                    if !act.storage_failed {
+                        act.synced_epoch = None;
+                    }
                     act.retry_later(ctx, BACKOFF * 5);
                 }
             }

@@ -692,9 +692,17 @@ impl Handler<ReplicateFrom> for PartitionLeader {
         }
         let t = now();
         self.follower_seen.insert(msg.follower, t);
-        let (hw, expand) = self
-            .repl
-            .follower_fetched(msg.follower, msg.fetch_offset, t);
+        let (hw, expand) = if msg.storage_failed {
+            // Offline until its storage works again: out of the ISR now.
+            let shrink = self.repl.follower_failed(msg.follower);
+            if shrink.is_some() {
+                warn!(topic = %self.topic, partition = self.index, follower = %msg.follower, "follower's storage failed; taking it out of the isr");
+            }
+            (None, shrink)
+        } else {
+            self.repl
+                .follower_fetched(msg.follower, msg.fetch_offset, t)
+        };
         if hw.is_some() {
             self.high_watermark_moved();
         }
