@@ -19,6 +19,12 @@ pub struct KafkaConfig {
     pub max_connections: usize,
     /// `connections.max.idle.ms` (10 min): a connection silent this long is closed.
     pub idle_timeout: Duration,
+    /// `queued.max.request.bytes` (256 MiB): request bytes read and not yet answered, over
+    /// all connections. A connection whose next request does not fit stops reading until
+    /// answers free room, so an overloaded server slows its clients down (TCP backpressure)
+    /// instead of growing without bound. A request larger than the whole budget waits for
+    /// all of it.
+    pub queued_max_request_bytes: usize,
 }
 
 impl Default for KafkaConfig {
@@ -30,6 +36,7 @@ impl Default for KafkaConfig {
             max_request_size: 100 << 20,
             max_connections: 1000,
             idle_timeout: Duration::from_secs(600),
+            queued_max_request_bytes: 256 << 20,
         }
     }
 }

@@ -23,6 +23,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use eddy_sync::{MemoryBudget, Permit};
 use eddy_types::BrokerId;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::error::ResponseError as E;
@@ -57,6 +58,7 @@ pub(crate) async fn serve(
         rd,
         shared.config.max_request_size,
         shared.config.idle_timeout,
+        shared.request_memory.clone(),
         frames_tx,
     ));
     let mut inflight: FuturesOrdered<Answer> = FuturesOrdered::new();
@@ -84,14 +86,21 @@ pub(crate) async fn serve(
                     warn!(%peer, %broker, error = %e, "closing the connection");
                     reading = false;
                 }
-                Some(Ok(frame)) => match prepare(frame) {
+                Some(Ok((frame, memory))) => match prepare(frame) {
                     Err(e) => {
                         warn!(%peer, %broker, error = %e, "closing the connection");
                         reading = false;
                     }
                     Ok(request) => {
-                        let mut answer: Answer =
-                            Box::pin(answer(shared.clone(), broker, peer, request));
+                        // The request's bytes count against the budget until it is answered.
+                        let served = answer(shared.clone(), broker, peer, request);
+                        let mut answer: Answer = Box::pin(async move {
+                            let out = served.await;
+                            let bytes = memory.bytes() as f64;
+                            drop(memory);
+                            metrics::gauge!(eddy_metrics::KAFKA_REQUEST_MEMORY).decrement(bytes);
+                            out
+                        });
                         // Dispatch now, in arrival order: the first poll sends the request's
                         // messages to the actors.
                         let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
@@ -107,37 +116,64 @@ pub(crate) async fn serve(
     reader.abort();
 }
 
+type HeldFrame = (Bytes, Permit);
+
 /// Feeds the connection task with frames until the client closes, stays silent for
-/// `idle`, or sends a bad size.
+/// `idle`, or sends a bad size. A frame's bytes are taken from `memory` before they are
+/// read (waiting, with the socket unread, while the server holds too many requests).
 async fn read_loop(
     rd: OwnedReadHalf,
     max: usize,
     idle: Duration,
-    frames: mpsc::Sender<Result<Bytes, KafkaError>>,
+    memory: MemoryBudget,
+    frames: mpsc::Sender<Result<HeldFrame, KafkaError>>,
 ) {
     let mut rd = BufReader::with_capacity(64 << 10, rd);
     loop {
-        let frame = match tokio::time::timeout(idle, read_frame(&mut rd, max)).await {
+        let len = match tokio::time::timeout(idle, read_size(&mut rd, max)).await {
             Err(_) => {
                 debug!("idle connection closed");
                 return;
             }
-            Ok(Ok(Some(frame))) => Ok(frame),
+            Ok(Ok(Some(len))) => len,
             Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                let _ = frames.send(Err(e)).await;
+                return;
+            }
+        };
+        let permit = match memory.try_acquire(len) {
+            Some(p) => p,
+            None => {
+                metrics::counter!(eddy_metrics::KAFKA_REQUEST_MEMORY_WAITS).increment(1);
+                memory.acquire(len).await
+            }
+        };
+        let held = permit.bytes() as f64;
+        metrics::gauge!(eddy_metrics::KAFKA_REQUEST_MEMORY).increment(held);
+        // The body of a request whose size came must follow promptly.
+        let frame = match tokio::time::timeout(idle, read_body(&mut rd, len)).await {
+            Err(_) => Err(KafkaError::BadRequest(format!(
+                "no body of a {len}-byte request in {idle:?}"
+            ))),
+            Ok(Ok(body)) => Ok((body, permit)),
             Ok(Err(e)) => Err(e),
         };
         let last = frame.is_err();
+        if last {
+            metrics::gauge!(eddy_metrics::KAFKA_REQUEST_MEMORY).decrement(held);
+        }
         if frames.send(frame).await.is_err() || last {
             return;
         }
     }
 }
 
-/// Reads one size-prefixed frame; `None` at a clean end of stream.
-async fn read_frame(
+/// Reads a frame's size prefix and checks it; `None` at a clean end of stream.
+async fn read_size(
     rd: &mut BufReader<OwnedReadHalf>,
     max: usize,
-) -> Result<Option<Bytes>, KafkaError> {
+) -> Result<Option<usize>, KafkaError> {
     let mut size = [0u8; 4];
     match rd.read_exact(&mut size).await {
         Ok(_) => {}
@@ -160,9 +196,14 @@ async fn read_frame(
             "frame of {len} bytes is too short for a request header"
         )));
     }
+    Ok(Some(len))
+}
+
+/// Reads a frame's `len` bytes.
+async fn read_body(rd: &mut BufReader<OwnedReadHalf>, len: usize) -> Result<Bytes, KafkaError> {
     let mut buf = BytesMut::zeroed(len);
     rd.read_exact(&mut buf).await?;
-    Ok(Some(buf.freeze()))
+    Ok(buf.freeze())
 }
 
 /// Size prefix, response header, body.

@@ -60,6 +60,7 @@ impl KafkaServer {
                 .iter()
                 .map(|a| (advertised.clone(), a.port()))
                 .collect(),
+            request_memory: eddy_sync::MemoryBudget::new(config.queued_max_request_bytes),
             config,
         });
         let (stop, stopped) = watch::channel(false);

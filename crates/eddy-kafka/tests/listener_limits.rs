@@ -201,3 +201,75 @@ fn test_pipelined_produce_requests_are_appended_and_answered_in_arrival_order() 
     });
     server.stop();
 }
+
+#[test]
+fn test_request_memory_is_bounded_and_a_full_budget_holds_back_reading_not_serving() {
+    use bytes::Buf;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use tokio::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    // Room for one request at a time.
+    let server = Server::start_with(
+        dir.path(),
+        KafkaConfig {
+            base_port: 0,
+            queued_max_request_bytes: 64,
+            ..KafkaConfig::default()
+        },
+    );
+    let cluster = server.cluster();
+    server.block_on(async {
+        cluster
+            .create_topic(eddy_broker::NewTopic::new("quiet").partitions(1))
+            .await
+            .unwrap();
+        let leader = cluster.describe_topic("quiet").unwrap().partitions[0]
+            .leader
+            .unwrap();
+        let addr = server.addr(leader.0 as usize);
+        let mut fetch = FetchRequest::default();
+        fetch.max_wait_ms = 1000;
+        fetch.min_bytes = 1;
+        fetch.max_bytes = 1 << 20;
+        let mut p = FetchPartition::default();
+        p.partition_max_bytes = 1 << 20;
+        let mut t = FetchTopic::default();
+        t.topic = TopicName(StrBytes::from_string("quiet".into()));
+        t.partitions = vec![p];
+        fetch.topics = vec![t];
+
+        // A long poll larger than the whole budget takes all of it for its second...
+        let mut slow = Wire::connect(addr).await;
+        let (id, frame) = slow.frame(12, &fetch);
+        assert!(frame.len() > 64);
+        let t0 = Instant::now();
+        slow.send_raw(&frame).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // ...so another connection's request is read, and answered, only after it.
+        let mut other = Wire::connect(addr).await;
+        other
+            .request(3, &ApiVersionsRequest::default())
+            .await
+            .unwrap();
+        let waited = t0.elapsed();
+        let mut f = slow.read_frame(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(f.get_i32(), id);
+        assert!(
+            waited >= Duration::from_millis(900),
+            "answered after {waited:?}, while the budget was held"
+        );
+        // With the budget free again, requests flow at once, many in a row.
+        let t1 = Instant::now();
+        for _ in 0..20 {
+            other
+                .request(3, &ApiVersionsRequest::default())
+                .await
+                .unwrap();
+        }
+        assert!(t1.elapsed() < Duration::from_secs(5));
+    });
+    server.stop();
+}

@@ -97,6 +97,11 @@ pub const KAFKA_REQUESTS: &str = "eddy_kafka_requests_total";
 pub const KAFKA_REQUEST_LATENCY: &str = "eddy_kafka_request_seconds";
 /// Kafka connections open now.
 pub const KAFKA_OPEN_CONNECTIONS: &str = "eddy_kafka_open_connections";
+/// Bytes of Kafka requests read and not yet answered, over every connection (bounded by
+/// `queued.max.request.bytes`).
+pub const KAFKA_REQUEST_MEMORY: &str = "eddy_kafka_request_memory_bytes";
+/// Times a connection stopped reading because the request memory was full (backpressure).
+pub const KAFKA_REQUEST_MEMORY_WAITS: &str = "eddy_kafka_request_memory_waits_total";
 /// HTTP requests served. Labels: `route` (the route pattern, e.g. `/topics/{name}`, or
 /// `unmatched`), `method`, `status`.
 pub const HTTP_REQUESTS: &str = "eddy_http_requests_total";
@@ -414,6 +419,18 @@ pub const ALL: &[Metric] = &[
         Kind::Gauge,
         Unit::Count,
         "Kafka connections open now",
+    ),
+    m(
+        KAFKA_REQUEST_MEMORY,
+        Kind::Gauge,
+        Unit::Bytes,
+        "bytes of Kafka requests read and not yet answered",
+    ),
+    m(
+        KAFKA_REQUEST_MEMORY_WAITS,
+        Kind::Counter,
+        Unit::Count,
+        "times a Kafka connection waited for request memory (backpressure)",
     ),
 ];
 

@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     /// Advertised `(host, port)` by broker id.
     pub(crate) endpoints: Vec<(String, u16)>,
     pub(crate) config: KafkaConfig,
+    /// Request bytes held, over every connection of every listener.
+    pub(crate) request_memory: eddy_sync::MemoryBudget,
 }
 
 /// A request's context: the server and the broker whose listener received it.

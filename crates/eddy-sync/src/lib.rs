@@ -1,0 +1,14 @@
+//! Eddy's shared-state pieces: small primitives that several tasks or threads touch at once,
+//! kept here, with no runtime under them, so that `loom` can check every interleaving of them
+//! (`RUSTFLAGS="--cfg loom" cargo test -p eddy-sync --release`, which `./scripts/test` runs).
+//!
+//! - [`MemoryBudget`]: bytes held at once, shared by every holder; waiting for room is a plain
+//!   `Future` (any executor). The Kafka listener reads no request it has no room for (Kafka's
+//!   `queued.max.request.bytes`): overload becomes backpressure on the sockets, not memory.
+//!
+//! Under `--cfg loom` the atomics and locks are loom's.
+
+mod budget;
+mod sync;
+
+pub use budget::{Acquire, MemoryBudget, Permit};
