@@ -75,9 +75,9 @@ pub use actors::{Broker, Controller, Directory};
 pub use config::{ClusterConfig, NewTopic, TopicConfig, TopicDefaults};
 pub use error::{BrokerError, LogErrorShared};
 use messages::{
-    BrokerSnapshot, CreatePartitions, CreateTopic, DeleteTopic, FetchReply, LeaderSnapshot,
-    ObserveBroker, ObservePartition, OffsetsReply, ProduceReply, ShutdownCluster, StartBroker,
-    StopBroker,
+    BrokerSnapshot, CreatePartitions, CreateTopic, CreateTopics, DeleteTopic, FetchReply,
+    LeaderSnapshot, ObserveBroker, ObservePartition, OffsetsReply, ProduceReply, ShutdownCluster,
+    StartBroker, StopBroker,
 };
 pub use messages::{Fetch, ListOffsets, Produce};
 pub use metadata::{ClusterMetadata, MetadataView, PartitionMeta, TopicMeta};
@@ -164,6 +164,15 @@ impl Cluster {
     /// Creates a topic.
     pub async fn create_topic(&self, topic: NewTopic) -> Result<Arc<TopicMeta>, BrokerError> {
         self.controller.send(CreateTopic(topic)).await?
+    }
+
+    /// Creates many topics in one metadata change (what a CreateTopics request of many
+    /// topics needs: one commit for all, not one each). One result per topic, in order.
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+    ) -> Result<Vec<Result<Arc<TopicMeta>, BrokerError>>, BrokerError> {
+        Ok(self.controller.send(CreateTopics(topics)).await?)
     }
 
     /// Deletes a topic and its records.

@@ -255,6 +255,12 @@ pub enum Role {
 #[rtype(result = "Result<std::sync::Arc<TopicMeta>, BrokerError>")]
 pub struct CreateTopic(pub NewTopic);
 
+/// Creates many topics at once: one metadata commit and one partition-creating commit per
+/// log directory for all of them. Answers one result per topic, in order.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Result<std::sync::Arc<TopicMeta>, BrokerError>>")]
+pub struct CreateTopics(pub Vec<NewTopic>);
+
 /// Deletes a topic and its records on every broker.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), BrokerError>")]

@@ -15,7 +15,8 @@ pub struct KafkaConfig {
     /// `socket.request.max.bytes` (100 MiB): a larger size prefix closes the connection
     /// before anything is allocated.
     pub max_request_size: usize,
-    /// `max.connections` over all listeners (1000); more are closed at accept.
+    /// `max.connections` over all listeners (4096); more are closed at accept. (`eddy serve`
+    /// raises its open-files limit to the hard limit: each connection is a file.)
     pub max_connections: usize,
     /// `connections.max.idle.ms` (10 min): a connection silent this long is closed.
     pub idle_timeout: Duration,
@@ -34,7 +35,7 @@ impl Default for KafkaConfig {
             base_port: 9092,
             advertised_host: None,
             max_request_size: 100 << 20,
-            max_connections: 1000,
+            max_connections: 4096,
             idle_timeout: Duration::from_secs(600),
             queued_max_request_bytes: 256 << 20,
         }

@@ -336,7 +336,24 @@ fn start_context(
 }
 
 /// Runs until Ctrl-C or SIGTERM.
+/// Raises the soft limit of open files to the hard one: every client connection is a file,
+/// and the usual soft limit (1,024) is under the listener's `max_connections`.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open files limit");
+        }
+    }
+}
+
 pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let prometheus = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".into()),

@@ -22,9 +22,9 @@ use super::{now, Directory, Shared};
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
 use crate::messages::{
-    AlterIsr, BrokerGone, CreatePartitions, CreateTopic, DeleteTopic, Heartbeat, InitProducerId,
-    PartitionsChanged, PartitionsDeleted, ProducerIdentity, Shutdown, ShutdownCluster, StartBroker,
-    StopBroker,
+    AlterIsr, BrokerGone, CreatePartitions, CreateTopic, CreateTopics, DeleteTopic, Heartbeat,
+    InitProducerId, PartitionsChanged, PartitionsDeleted, ProducerIdentity, Shutdown,
+    ShutdownCluster, StartBroker, StopBroker,
 };
 use crate::metadata::{
     Changes, ClusterMetadata, ClusterRecord, MetadataView, PartitionMeta, TopicMeta,
@@ -268,18 +268,33 @@ impl Controller {
         topic: &TopicMeta,
         parts: &[PartitionMeta],
     ) -> impl Future<Output = Result<(), BrokerError>> + 'static {
+        self.create_replicas_of(next, &[(topic, parts)])
+    }
+
+    /// [`Controller::create_replicas`] for many topics: one commit per log directory, one
+    /// metadata commit.
+    fn create_replicas_of(
+        &self,
+        next: &ClusterMetadata,
+        topics: &[(&TopicMeta, &[PartitionMeta])],
+    ) -> impl Future<Output = Result<(), BrokerError>> + 'static {
         let mut creates = Vec::new();
         for (b, store) in self.stores.iter().enumerate() {
-            let mine: Vec<(PartitionId, PartitionConfig)> = parts
+            let mine: Vec<(PartitionId, PartitionConfig)> = topics
                 .iter()
-                .filter(|p| p.replicas.contains(&BrokerId(b as u32)))
-                .map(|p| (p.id, partition_config(topic)))
+                .flat_map(|(topic, parts)| {
+                    parts
+                        .iter()
+                        .filter(|p| p.replicas.contains(&BrokerId(b as u32)))
+                        .map(|p| (p.id, partition_config(topic)))
+                })
                 .collect();
             if !mine.is_empty() {
                 creates.push(store.create_partitions(mine));
             }
         }
-        let persist = self.persist(next, std::slice::from_ref(&topic.name), &[]);
+        let names: Vec<TopicName> = topics.iter().map(|(t, _)| t.name.clone()).collect();
+        let persist = self.persist(next, &names, &[]);
         async move {
             for c in creates {
                 c.await?;
@@ -432,6 +447,42 @@ impl Handler<CreateTopic> for Controller {
             res?;
             act.commit(next, &Changes::default());
             Ok(topic)
+        })))
+    }
+}
+
+impl Handler<CreateTopics> for Controller {
+    type Result = AtomicResponse<Controller, Vec<Result<Arc<TopicMeta>, BrokerError>>>;
+
+    fn handle(&mut self, msg: CreateTopics, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut next = self.metadata.clone();
+        let outcomes: Vec<Result<Arc<TopicMeta>, BrokerError>> = msg
+            .0
+            .iter()
+            .map(|t| next.create_topic(t, &self.config.topic_defaults))
+            .collect();
+        let created: Vec<Arc<TopicMeta>> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+        if created.is_empty() {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(outcomes)));
+        }
+        let items: Vec<(&TopicMeta, &[PartitionMeta])> = created
+            .iter()
+            .map(|t| (&**t, t.partitions.as_slice()))
+            .collect();
+        let work = self.create_replicas_of(&next, &items);
+        info!(topics = created.len(), "creating topics");
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
+            match res {
+                Ok(()) => {
+                    act.commit(next, &Changes::default());
+                    outcomes
+                }
+                // Nothing was committed: each topic that would have been made gets the error.
+                Err(e) => outcomes
+                    .into_iter()
+                    .map(|o| o.and_then(|_| Err(e.clone())))
+                    .collect(),
+            }
         })))
     }
 }

@@ -210,6 +210,8 @@ pub(crate) async fn create_topics(
 ) -> CreateTopicsResponse {
     let cluster = ctx.cluster();
     let mut results = Vec::with_capacity(req.topics.len());
+    // The topics to make, by their index in `results`: all in one metadata change.
+    let mut to_create: Vec<(usize, NewTopic)> = Vec::new();
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default();
@@ -252,27 +254,40 @@ pub(crate) async fn create_topics(
             results.push(result);
             continue;
         }
-        let outcome: Result<Option<Arc<TopicMeta>>, BrokerError> = if req.validate_only {
-            match eddy_types::TopicName::new(name.clone()) {
-                Err(e) => Err(e.into()),
-                Ok(n) if cluster.describe_topic(&name).is_ok() => Err(BrokerError::TopicExists(n)),
-                Ok(_) => Ok(None),
-            }
-        } else {
-            cluster.create_topic(new).await.map(Some)
+        if !req.validate_only {
+            to_create.push((results.len(), new));
+            results.push(result);
+            continue;
+        }
+        let checked = match eddy_types::TopicName::new(name.clone()) {
+            Err(e) => Err(BrokerError::from(e)),
+            Ok(n) if cluster.describe_topic(&name).is_ok() => Err(BrokerError::TopicExists(n)),
+            Ok(_) => Ok(()),
         };
-        match outcome {
-            Ok(meta) => {
-                if let (Some(meta), true) = (meta, version >= 5) {
-                    fill_created(&mut result, &meta);
-                }
-            }
-            Err(e) => {
-                result.error_code = codes::admin(&e);
-                result.error_message = Some(str(e.to_string()));
-            }
+        if let Err(e) = checked {
+            result.error_code = codes::admin(&e);
+            result.error_message = Some(str(e.to_string()));
         }
         results.push(result);
+    }
+    if !to_create.is_empty() {
+        let (slots, topics): (Vec<usize>, Vec<NewTopic>) = to_create.into_iter().unzip();
+        let outcomes: Vec<Result<Arc<TopicMeta>, BrokerError>> =
+            match cluster.create_topics(topics).await {
+                Ok(o) => o,
+                Err(e) => slots.iter().map(|_| Err(e.clone())).collect(),
+            };
+        for (slot, outcome) in slots.into_iter().zip(outcomes) {
+            let result = &mut results[slot];
+            match outcome {
+                Ok(meta) if version >= 5 => fill_created(result, &meta),
+                Ok(_) => {}
+                Err(e) => {
+                    result.error_code = codes::admin(&e);
+                    result.error_message = Some(str(e.to_string()));
+                }
+            }
+        }
     }
     let mut r = CreateTopicsResponse::default();
     r.topics = results;
