@@ -67,6 +67,12 @@ pub(crate) struct BenchArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     compression: String,
+    /// retention.ms of a topic it creates (retention runs during the load).
+    #[arg(long, allow_negative_numbers = true)]
+    retention_ms: Option<i64>,
+    /// retention.bytes per partition of a topic it creates.
+    #[arg(long, allow_negative_numbers = true)]
+    retention_bytes: Option<i64>,
     /// Records per second across all producers (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -157,11 +163,21 @@ fn ensure_topic(args: &BenchArgs) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
         .create()?;
-    let topic = NewTopic::new(
+    let (ms, bytes) = (
+        args.retention_ms.map(|v| v.to_string()),
+        args.retention_bytes.map(|v| v.to_string()),
+    );
+    let mut topic = NewTopic::new(
         &args.topic,
         args.partitions,
         TopicReplication::Fixed(args.replication),
     );
+    if let Some(ms) = &ms {
+        topic = topic.set("retention.ms", ms);
+    }
+    if let Some(bytes) = &bytes {
+        topic = topic.set("retention.bytes", bytes);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -513,6 +529,8 @@ fn clone_args(a: &BenchArgs) -> BenchArgs {
         producers: a.producers,
         acks: a.acks.clone(),
         compression: a.compression.clone(),
+        retention_ms: a.retention_ms,
+        retention_bytes: a.retention_bytes,
         rate: a.rate,
         duration: a.duration,
         raw_disk: None,

@@ -28,7 +28,7 @@ fn bench(boot: &str, args: &[&str]) -> Value {
 #[test]
 fn produce_consume_and_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, boot, _) = serve(dir.path());
+    let (child, boot, http) = serve(dir.path());
     let p = bench(
         &boot,
         &[
@@ -53,6 +53,10 @@ fn produce_consume_and_end_to_end() {
             "e2e",
             "--rate",
             "2000",
+            "--retention-ms",
+            "3600000",
+            "--retention-bytes",
+            "1048576",
             "--raw-disk",
             dir.path().to_str().unwrap(),
         ],
@@ -60,6 +64,18 @@ fn produce_consume_and_end_to_end() {
     assert_eq!(e["received"], e["records"], "{e}");
     assert!(e["latency"]["max_ms"].as_f64().unwrap() > 0.0, "{e}");
     assert!(e["raw_disk_mb_per_s"].as_f64().unwrap() > 0.0, "{e}");
+    // The topic it made has the retention asked for (in force during the run).
+    let api = eddy_http::client::Client::new(http, std::time::Duration::from_secs(30));
+    let t: Value = api
+        .request("GET", "/topics/e2e", None)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (&t["retention_ms"], &t["retention_bytes"]),
+        (&Value::from(3_600_000), &Value::from(1_048_576)),
+        "{t}"
+    );
     let bad = Command::new(env!("CARGO_BIN_EXE_eddy"))
         .args(["bench", "sideways"])
         .output()
