@@ -121,6 +121,9 @@ pub struct ProducerConfig {
     /// `max.in.flight.requests.per.connection`, here per partition (5).
     pub max_in_flight: usize,
     /// `max.block.ms`: how long a record may wait for room in `buffer.memory` (60 s).
+    /// Records waiting for room are bounded by `buffer.memory` too: a send that finds that
+    /// many bytes already waiting is refused at once with `BufferFull`, so a producer never
+    /// holds more than twice `buffer.memory` however fast records are sent.
     pub max_block: Duration,
     /// `retries` (unbounded: the delivery timeout bounds them).
     pub retries: u32,
@@ -324,7 +327,7 @@ impl Producer {
             identity_requested: false,
             sequences: HashMap::new(),
             unacked: HashMap::new(),
-            waiting: VecDeque::new(),
+            waiting: WaitQueue::default(),
             waiting_timer: None,
             creating: HashSet::new(),
             linger_timer: None,
@@ -414,6 +417,52 @@ struct Waiting {
     record: ProducerRecord,
     reply: Reply,
     since: Instant,
+    /// What it counts for against `buffer.memory`.
+    size: usize,
+}
+
+/// The records waiting to enter the accumulator, in order, and the bytes they hold.
+#[derive(Debug, Default)]
+struct WaitQueue {
+    items: VecDeque<Waiting>,
+    bytes: usize,
+}
+
+impl WaitQueue {
+    fn push_back(&mut self, w: Waiting) {
+        self.bytes += w.size;
+        self.items.push_back(w);
+    }
+
+    fn push_front(&mut self, w: Waiting) {
+        self.bytes += w.size;
+        self.items.push_front(w);
+    }
+
+    fn pop_front(&mut self) -> Option<Waiting> {
+        let w = self.items.pop_front()?;
+        self.bytes -= w.size;
+        Some(w)
+    }
+
+    fn take_all(&mut self) -> VecDeque<Waiting> {
+        self.bytes = 0;
+        std::mem::take(&mut self.items)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// What a record counts for against `buffer.memory` (as [`PendingRecord::size`]).
+fn record_size(r: &ProducerRecord) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 2)
+        .sum();
+    21 + r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len) + headers
 }
 
 /// A batch sent and not yet answered for good.
@@ -443,7 +492,7 @@ struct ProducerActor {
     /// Sent, unanswered idempotent batches per partition: (producer id, base sequence).
     unacked: HashMap<TopicPartition, BTreeSet<(i64, i32)>>,
     /// Records not yet in the accumulator, in send order.
-    waiting: VecDeque<Waiting>,
+    waiting: WaitQueue,
     waiting_timer: Option<SpawnHandle>,
     /// Topics being auto-created.
     creating: HashSet<String>,
@@ -643,11 +692,12 @@ impl ProducerActor {
                 Err(e) => {
                     // Refuse every waiting record of that topic; the others go on.
                     let error = ClientError::from(e);
-                    let (failed, kept): (VecDeque<Waiting>, VecDeque<Waiting>) =
-                        act.waiting.drain(..).partition(|w| w.record.topic == topic);
-                    act.waiting = kept;
-                    for w in failed {
-                        let _ = w.reply.send(Err(error.clone()));
+                    for w in act.waiting.take_all() {
+                        if w.record.topic == topic {
+                            let _ = w.reply.send(Err(error.clone()));
+                        } else {
+                            act.waiting.push_back(w);
+                        }
                     }
                 }
             }
@@ -891,7 +941,7 @@ impl ProducerActor {
         for batch in self.acc.take_unsent() {
             fail_all(batch.tokens, &error);
         }
-        for w in self.waiting.drain(..) {
+        for w in self.waiting.take_all() {
             let _ = w.reply.send(Err(error.clone()));
         }
         self.check_flushed(ctx);
@@ -926,10 +976,21 @@ impl Handler<Enqueue> for ProducerActor {
                 let _ = reply.send(Err(ClientError::Closed));
                 continue;
             }
+            let size = record_size(&record);
+            let limit = self.config.buffer_memory;
+            if !self.waiting.is_empty() && self.waiting.bytes + size > limit {
+                let _ = reply.send(Err(ClientError::BufferFull {
+                    held: self.acc.held() + self.waiting.bytes,
+                    limit,
+                    waited_ms: 0,
+                }));
+                continue;
+            }
             self.waiting.push_back(Waiting {
                 record,
                 reply,
                 since,
+                size,
             });
         }
         self.admit(ctx);

@@ -290,6 +290,51 @@ fn test_a_full_buffer_blocks_send_until_max_block_then_fails_clearly() {
 }
 
 #[test]
+fn test_records_waiting_for_room_are_bounded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t").min_insync_replicas(3))
+            .await
+            .unwrap();
+        c.stop_broker(BrokerId(2)).await.unwrap();
+        let config = ProducerConfig {
+            buffer_memory: 2_500,
+            max_block: Duration::from_secs(1),
+            ..ProducerConfig::default()
+        };
+        let p = Producer::start(&c, config).await.unwrap();
+        // Two records fill the buffer, two more wait for room (2,042 bytes waiting); the
+        // rest are refused at once instead of piling up.
+        let sends: Vec<_> = (0..10)
+            .map(|i| p.send(ProducerRecord::new("t", value(i, 1_000))))
+            .collect();
+        let mut sends = sends.into_iter();
+        let (first, second) = (sends.next().unwrap(), sends.next().unwrap());
+        let waiting: Vec<_> = sends.by_ref().take(2).collect();
+        let started = tokio::time::Instant::now();
+        for refused in sends {
+            match refused.await {
+                Err(ClientError::BufferFull { waited_ms: 0, .. }) => {}
+                other => panic!("expected an immediate BufferFull, got {other:?}"),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_millis(100));
+        for w in waiting {
+            match w.await {
+                Err(ClientError::BufferFull { waited_ms, .. }) => assert!(waited_ms >= 1_000),
+                other => panic!("expected BufferFull after max.block, got {other:?}"),
+            }
+        }
+        c.start_broker(BrokerId(2)).await.unwrap();
+        assert_eq!(first.await.unwrap().offset, 0);
+        assert_eq!(second.await.unwrap().offset, 1);
+        p.close().await;
+        c.shutdown().await;
+    });
+}
+
+#[test]
 fn test_delivery_timeout_bounds_retries_and_names_the_last_error() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
