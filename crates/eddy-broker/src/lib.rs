@@ -220,8 +220,16 @@ impl Cluster {
 
     /// Sends a request to the partition's leader, following leadership changes: a request
     /// refused before it was written (no leader, not the leader, too few in-sync replicas)
-    /// is sent again, for up to 30 s.
-    async fn to_leader<M, R>(&self, topic: &str, partition: u32, msg: M) -> Result<R, BrokerError>
+    /// is sent again, for up to 30 s. `create` (produce only, as in Kafka, where only a
+    /// producer's metadata request creates topics): an unknown topic is created first when
+    /// the cluster allows it. A read of a deleted topic never brings it back.
+    async fn to_leader<M, R>(
+        &self,
+        topic: &str,
+        partition: u32,
+        msg: M,
+        create: bool,
+    ) -> Result<R, BrokerError>
     where
         M: Message<Result = Result<R, BrokerError>> + Clone + Send + 'static,
         Broker: Handler<M>,
@@ -239,7 +247,9 @@ impl Cluster {
             };
             // Only refusals that guarantee nothing was written are resent.
             match attempt {
-                Err(BrokerError::UnknownTopic(name)) if self.config.auto_create_topics => {
+                Err(BrokerError::UnknownTopic(name))
+                    if create && self.config.auto_create_topics =>
+                {
                     match self.create_topic(NewTopic::new(name)).await {
                         Ok(_) | Err(BrokerError::TopicExists(_)) => {}
                         Err(e) => return Err(e),
@@ -276,7 +286,7 @@ impl Cluster {
             acks,
             timeout: Duration::from_secs(30),
         };
-        self.to_leader(topic, partition, msg).await
+        self.to_leader(topic, partition, msg, true).await
     }
 
     /// Reads committed batches from `offset`, without waiting.
@@ -308,7 +318,7 @@ impl Cluster {
             max_wait,
             min_bytes: 1,
         };
-        self.to_leader(topic, partition, msg).await
+        self.to_leader(topic, partition, msg, false).await
     }
 
     /// A partition's log start, high watermark and log end (and an offset by timestamp).
@@ -323,7 +333,7 @@ impl Cluster {
             partition,
             timestamp,
         };
-        self.to_leader(topic, partition, msg).await
+        self.to_leader(topic, partition, msg, false).await
     }
 
     /// Moves a partition's log start to `offset` (`None`: the high watermark), deleting the
@@ -339,7 +349,7 @@ impl Cluster {
             partition,
             offset,
         };
-        self.to_leader(topic, partition, msg).await
+        self.to_leader(topic, partition, msg, false).await
     }
 
     /// Allocates an idempotent producer id (persisted before it is handed out).

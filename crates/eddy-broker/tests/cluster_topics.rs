@@ -114,6 +114,15 @@ fn test_auto_create_on_first_produce_when_enabled() {
             .await
             .unwrap();
         assert_eq!(c.describe_topic("fresh").unwrap().partitions.len(), 1);
+        // Reads never create: a consumer still reading a deleted topic does not bring it back.
+        c.delete_topic("fresh").await.unwrap();
+        for err in [
+            c.fetch("fresh", 0, 0, 1024).await.unwrap_err(),
+            c.list_offsets("fresh", 0, None).await.unwrap_err(),
+        ] {
+            assert!(matches!(err, BrokerError::UnknownTopic(_)), "{err}");
+        }
+        assert!(c.describe_topic("fresh").is_err(), "recreated by a read");
         c.shutdown().await;
     });
     let dir = tempfile::tempdir().unwrap();
