@@ -85,9 +85,6 @@ fn test_an_idle_connection_is_closed_and_a_busy_one_is_not() {
 #[test]
 fn test_a_long_poll_holds_up_only_its_own_connection_whose_answers_keep_their_order() {
     use bytes::Buf;
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     use tokio::time::Instant;
 
     let dir = tempfile::tempdir().unwrap();
@@ -102,16 +99,7 @@ fn test_a_long_poll_holds_up_only_its_own_connection_whose_answers_keep_their_or
             .leader
             .unwrap();
         let addr = server.addr(leader.0 as usize);
-        let mut fetch = FetchRequest::default();
-        fetch.max_wait_ms = 1500;
-        fetch.min_bytes = 1;
-        fetch.max_bytes = 1 << 20;
-        let mut p = FetchPartition::default();
-        p.partition_max_bytes = 1 << 20;
-        let mut t = FetchTopic::default();
-        t.topic = TopicName(StrBytes::from_string("quiet".into()));
-        t.partitions = vec![p];
-        fetch.topics = vec![t];
+        let fetch = long_poll("quiet", 1500);
 
         // One connection: a long poll, then ApiVersions, pipelined.
         let mut slow = Wire::connect(addr).await;
@@ -205,9 +193,6 @@ fn test_pipelined_produce_requests_are_appended_and_answered_in_arrival_order() 
 #[test]
 fn test_request_memory_is_bounded_and_a_full_budget_holds_back_reading_not_serving() {
     use bytes::Buf;
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     use tokio::time::Instant;
 
     let dir = tempfile::tempdir().unwrap();
@@ -230,16 +215,7 @@ fn test_request_memory_is_bounded_and_a_full_budget_holds_back_reading_not_servi
             .leader
             .unwrap();
         let addr = server.addr(leader.0 as usize);
-        let mut fetch = FetchRequest::default();
-        fetch.max_wait_ms = 1000;
-        fetch.min_bytes = 1;
-        fetch.max_bytes = 1 << 20;
-        let mut p = FetchPartition::default();
-        p.partition_max_bytes = 1 << 20;
-        let mut t = FetchTopic::default();
-        t.topic = TopicName(StrBytes::from_string("quiet".into()));
-        t.partitions = vec![p];
-        fetch.topics = vec![t];
+        let fetch = long_poll("quiet", 1000);
 
         // A long poll larger than the whole budget takes all of it for its second...
         let mut slow = Wire::connect(addr).await;
@@ -272,4 +248,22 @@ fn test_request_memory_is_bounded_and_a_full_budget_holds_back_reading_not_servi
         assert!(t1.elapsed() < Duration::from_secs(5));
     });
     server.stop();
+}
+
+/// A fetch of partition 0 of `topic` from offset 0 that waits up to `wait_ms` for a record.
+fn long_poll(topic: &str, wait_ms: i32) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut fetch = FetchRequest::default();
+    fetch.max_wait_ms = wait_ms;
+    fetch.min_bytes = 1;
+    fetch.max_bytes = 1 << 20;
+    let mut p = FetchPartition::default();
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.into()));
+    t.partitions = vec![p];
+    fetch.topics = vec![t];
+    fetch
 }

@@ -8,18 +8,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{serve_with, Proc};
+use common::{check_numbered, read_numbered, serve_with, Proc};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig, ThreadedProducer,
 };
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 3;
 const KILLS: usize = 20;
@@ -62,60 +62,6 @@ fn consumer(boot: &str, group: &str) -> BaseConsumer {
         .unwrap()
 }
 
-/// Every record of the topic: value (seq) per partition, in offset order. After a
-/// restart the high watermark starts at its checkpoint and catches up once the followers
-/// fetch again, so this reads until every acknowledged record has come and the partitions
-/// are read to their high watermarks of that moment (or fails after a minute, naming what
-/// is missing).
-fn read_all(boot: &str, acked: &[u64]) -> BTreeMap<i32, Vec<u64>> {
-    let c = consumer(boot, "crash-reader");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut missing: HashSet<u64> = acked.iter().copied().collect();
-    let mut out: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
-    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match c.poll(Duration::from_millis(100)) {
-            Some(m) => {
-                let m = m.unwrap();
-                let v: u64 = std::str::from_utf8(m.payload().unwrap())
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                missing.remove(&v);
-                out.entry(m.partition()).or_default().push(v);
-                next_offset.insert(m.partition(), m.offset() + 1);
-            }
-            None if missing.is_empty() => {
-                let at_end = (0..PARTITIONS).all(|p| {
-                    let (_, hi) = c
-                        .fetch_watermarks(TOPIC, p, Duration::from_secs(30))
-                        .unwrap();
-                    next_offset.get(&p).copied().unwrap_or(0) >= hi
-                });
-                if at_end {
-                    return out;
-                }
-            }
-            None => {}
-        }
-        if Instant::now() > deadline {
-            let mut m: Vec<u64> = missing.into_iter().collect();
-            m.sort_unstable();
-            panic!(
-                "{} acknowledged records missing, from {:?}",
-                m.len(),
-                &m[..m.len().min(10)]
-            );
-        }
-    }
-}
-
 #[test]
 fn acknowledged_records_and_committed_offsets_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,8 +99,8 @@ fn acknowledged_records_and_committed_offsets_survive_sigkill() {
         }
         // After a restart: what was acknowledged is there, once, in order; the committed
         // offsets are what was committed.
-        let log = read_all(&boot, &acked.lock().unwrap());
-        check(&log, &acked.lock().unwrap());
+        let log = read_numbered(&boot, TOPIC, PARTITIONS, &acked.lock().unwrap());
+        check_numbered(&log, &acked.lock().unwrap());
         let c = consumer(&boot, "crash-group");
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
@@ -233,32 +179,12 @@ fn acknowledged_records_and_committed_offsets_survive_sigkill() {
     }
     let (server, boot, _) = serve_with(&data, &args);
     let acked = acked.lock().unwrap();
-    let log = read_all(&boot, &acked);
-    check(&log, &acked);
+    let log = read_numbered(&boot, TOPIC, PARTITIONS, &acked);
+    check_numbered(&log, &acked);
     assert!(
         acked.len() > 100,
         "only {} records acknowledged",
         acked.len()
     );
     drop(server);
-}
-
-fn check(log: &BTreeMap<i32, Vec<u64>>, acked: &[u64]) {
-    let mut seen = HashSet::new();
-    for (p, values) in log {
-        for w in values.windows(2) {
-            assert!(
-                w[0] < w[1],
-                "partition {p} out of order or repeated: {} then {}",
-                w[0],
-                w[1]
-            );
-        }
-        for v in values {
-            assert!(seen.insert(*v), "{v} is in the log twice");
-        }
-    }
-    for a in acked {
-        assert!(seen.contains(a), "acknowledged record {a} is missing");
-    }
 }

@@ -12,20 +12,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{serve_with, stop, Proc};
+use common::{check_numbered, read_numbered, serve_with, stop, Proc};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 
 const TOPIC: &str = "disk";
 const PARTITIONS: i32 = 3;
@@ -261,83 +259,6 @@ fn probe(boot: &str) -> Vec<KafkaError> {
     errors
 }
 
-/// Every record of the topic per partition (probes left out), read until every acknowledged
-/// record has come and each partition is read to its high watermark.
-fn read_all(boot: &str, acked: &[u64]) -> BTreeMap<i32, Vec<u64>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", boot)
-        .set("group.id", "disk-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut missing: HashSet<u64> = acked.iter().copied().collect();
-    let mut out: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
-    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match c.poll(Duration::from_millis(100)) {
-            Some(m) => {
-                let m = m.unwrap();
-                next_offset.insert(m.partition(), m.offset() + 1);
-                let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
-                if text.trim() == "probe" {
-                    continue;
-                }
-                let v: u64 = text.trim().parse().unwrap();
-                missing.remove(&v);
-                out.entry(m.partition()).or_default().push(v);
-            }
-            None if missing.is_empty() => {
-                let at_end = (0..PARTITIONS).all(|p| {
-                    let (_, hi) = c
-                        .fetch_watermarks(TOPIC, p, Duration::from_secs(30))
-                        .unwrap();
-                    next_offset.get(&p).copied().unwrap_or(0) >= hi
-                });
-                if at_end {
-                    return out;
-                }
-            }
-            None => {}
-        }
-        if Instant::now() > deadline {
-            let mut m: Vec<u64> = missing.into_iter().collect();
-            m.sort_unstable();
-            panic!(
-                "{} acknowledged records missing, from {:?}",
-                m.len(),
-                &m[..m.len().min(10)]
-            );
-        }
-    }
-}
-
-fn check(log: &BTreeMap<i32, Vec<u64>>, acked: &[u64]) {
-    let mut seen = HashSet::new();
-    for (p, values) in log {
-        for w in values.windows(2) {
-            assert!(
-                w[0] < w[1],
-                "partition {p} out of order or repeated: {} then {}",
-                w[0],
-                w[1]
-            );
-        }
-        for v in values {
-            assert!(seen.insert(*v), "{v} is in the log twice");
-        }
-    }
-    for a in acked {
-        assert!(seen.contains(a), "acknowledged record {a} is missing");
-    }
-}
-
 fn is_storage_error(e: &KafkaError) -> bool {
     e.rdkafka_error_code() == Some(RDKafkaErrorCode::KafkaStorageError)
 }
@@ -365,13 +286,13 @@ fn after_trouble(
     }
     let acked = d.acked.lock().unwrap().clone();
     assert!(acked.len() > 100, "only {} acknowledged", acked.len());
-    let log = read_all(boot, &acked);
-    check(&log, &acked);
+    let log = read_numbered(boot, TOPIC, PARTITIONS, &acked);
+    check_numbered(&log, &acked);
     stop(server);
     disk.repair(grow_to_mib);
     let (server, boot, _) = serve_with(&disk.data(), ARGS);
-    let log = read_all(&boot, &acked);
-    check(&log, &acked);
+    let log = read_numbered(&boot, TOPIC, PARTITIONS, &acked);
+    check_numbered(&log, &acked);
     // Produce works again.
     let more = Deliveries::default();
     let end = stream(&boot, next_seq, &more, |d, _| {
@@ -380,8 +301,8 @@ fn after_trouble(
     assert!(more.errors.lock().unwrap().is_empty());
     let mut all = acked;
     all.extend(more.acked.lock().unwrap().iter().copied());
-    let log = read_all(&boot, &all);
-    check(&log, &all);
+    let log = read_numbered(&boot, TOPIC, PARTITIONS, &all);
+    check_numbered(&log, &all);
     assert!(end > next_seq);
     stop(server);
 }

@@ -134,3 +134,90 @@ pub fn context_thread(http: &str, id: &str) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Every record of `topic` (partitions `0..partitions`) whose value is a number (others, such
+/// as probes, are skipped), per partition in offset order. Reads until every number of
+/// `acked` has come and each partition is read to its high watermark of that moment (after
+/// a restart the mark catches up once followers fetch), or fails after a minute naming what
+/// is missing.
+pub fn read_numbered(
+    boot: &str,
+    topic: &str,
+    partitions: i32,
+    acked: &[u64],
+) -> std::collections::BTreeMap<i32, Vec<u64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", boot)
+        .set("group.id", "numbered-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut missing: std::collections::HashSet<u64> = acked.iter().copied().collect();
+    let mut out: std::collections::BTreeMap<i32, Vec<u64>> = Default::default();
+    let mut next_offset: std::collections::BTreeMap<i32, i64> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match c.poll(Duration::from_millis(100)) {
+            Some(m) => {
+                let m = m.unwrap();
+                next_offset.insert(m.partition(), m.offset() + 1);
+                let text = std::str::from_utf8(m.payload().unwrap_or_default()).unwrap();
+                if let Ok(v) = text.trim().parse::<u64>() {
+                    missing.remove(&v);
+                    out.entry(m.partition()).or_default().push(v);
+                }
+            }
+            None if missing.is_empty() => {
+                let at_end = (0..partitions).all(|p| {
+                    let (_, hi) = c
+                        .fetch_watermarks(topic, p, Duration::from_secs(30))
+                        .unwrap();
+                    next_offset.get(&p).copied().unwrap_or(0) >= hi
+                });
+                if at_end {
+                    return out;
+                }
+            }
+            None => {}
+        }
+        if Instant::now() > deadline {
+            let mut m: Vec<u64> = missing.into_iter().collect();
+            m.sort_unstable();
+            panic!(
+                "{} acknowledged records missing, from {:?}",
+                m.len(),
+                &m[..m.len().min(10)]
+            );
+        }
+    }
+}
+
+/// Each partition of `log` in increasing order without repeats, no number in two places,
+/// and every acknowledged number present.
+pub fn check_numbered(log: &std::collections::BTreeMap<i32, Vec<u64>>, acked: &[u64]) {
+    let mut seen = std::collections::HashSet::new();
+    for (p, values) in log {
+        for w in values.windows(2) {
+            assert!(
+                w[0] < w[1],
+                "partition {p} out of order or repeated: {} then {}",
+                w[0],
+                w[1]
+            );
+        }
+        for v in values {
+            assert!(seen.insert(*v), "{v} is in the log twice");
+        }
+    }
+    for a in acked {
+        assert!(seen.contains(a), "acknowledged record {a} is missing");
+    }
+}
