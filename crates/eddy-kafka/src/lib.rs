@@ -7,8 +7,10 @@
 //! - [`KafkaServer`] (`server`): binds the listeners (base port + broker index, or port 0),
 //!   accepts connections up to `max_connections`, one task per connection.
 //! - `connection`: a connection's loop: the size prefix (checked against
-//!   `max_request_size` before anything is allocated), the header, one request at a time,
-//!   answers in order (as Kafka's broker does), idle timeout.
+//!   `max_request_size` before anything is allocated, and its bytes taken from the request
+//!   memory budget all connections share, `queued_max_request_bytes`: no room, no reading),
+//!   the header, requests dispatched in arrival order, answers in order (as Kafka's broker
+//!   does), idle timeout.
 //! - `request`: a frame to a request (API and version check, header, body);
 //!   [`decode_request`] runs it alone, for the fuzzer.
 //! - `versions`: the APIs and versions advertised in ApiVersions, and only those are served.

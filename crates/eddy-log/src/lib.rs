@@ -18,10 +18,15 @@
 //!   what has gathered (up to about 1 MiB) in one transaction and then answers each request.
 //!   Reads never wait for it.
 //! - **Durability is explicit**: see [`Durability`].
+//! - **Storage failures lose nothing committed.** A full or read-only disk refuses the commit
+//!   and writes nothing (`DiskFull`, `ReadOnly`). A commit that leaves LMDB in its fatal state
+//!   (its meta-page write failed) makes the writer reopen the environment read-only: reads go
+//!   on, writes get `LogError::Failed` until the process restarts.
 //!
 //! # Layout
 //! - `store`: [`LogStore`], reads, and the write requests answered by [`Pending`].
-//! - `writer`: the writer thread and how each request changes the databases.
+//! - `writer`: the writer thread, how each request changes the databases, and the
+//!   environment's health (its read-only reopening).
 //! - `batch`: the RecordBatch v2 header, validation, offset rewriting.
 //! - `state`, `keys`, `config`, `error`: partition state, key layout, options, [`LogError`].
 //! - [`testing`]: builders of real batches for tests and benchmarks.
