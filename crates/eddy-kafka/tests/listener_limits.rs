@@ -89,16 +89,8 @@ fn test_a_long_poll_holds_up_only_its_own_connection_whose_answers_keep_their_or
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let cluster = server.cluster();
     server.block_on(async {
-        cluster
-            .create_topic(eddy_broker::NewTopic::new("quiet").partitions(1))
-            .await
-            .unwrap();
-        let leader = cluster.describe_topic("quiet").unwrap().partitions[0]
-            .leader
-            .unwrap();
-        let addr = server.addr(leader.0 as usize);
+        let addr = quiet_partition(&server).await;
         let fetch = long_poll("quiet", 1500);
 
         // One connection: a long poll, then ApiVersions, pipelined.
@@ -178,7 +170,16 @@ fn test_pipelined_produce_requests_are_appended_and_answered_in_arrival_order() 
             let p = &r.responses[0].partition_responses[0];
             assert_eq!((p.error_code, p.base_offset), (0, i as i64));
         }
-        let fetched = cluster.fetch("order", 0, 0, 1 << 20).await.unwrap();
+        // The last answers were acks=1: they may come before the followers have the
+        // records, and a fetch reads only below the high watermark. Read until it passes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let fetched = loop {
+            let f = cluster.fetch("order", 0, 0, 1 << 20).await.unwrap();
+            if f.high_watermark >= N as u64 || tokio::time::Instant::now() > deadline {
+                break f;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         let values: Vec<String> = eddy_broker::records::decode_records(fetched.records, 0)
             .unwrap()
             .into_iter()
@@ -205,16 +206,8 @@ fn test_request_memory_is_bounded_and_a_full_budget_holds_back_reading_not_servi
             ..KafkaConfig::default()
         },
     );
-    let cluster = server.cluster();
     server.block_on(async {
-        cluster
-            .create_topic(eddy_broker::NewTopic::new("quiet").partitions(1))
-            .await
-            .unwrap();
-        let leader = cluster.describe_topic("quiet").unwrap().partitions[0]
-            .leader
-            .unwrap();
-        let addr = server.addr(leader.0 as usize);
+        let addr = quiet_partition(&server).await;
         let fetch = long_poll("quiet", 1000);
 
         // A long poll larger than the whole budget takes all of it for its second...
@@ -266,4 +259,17 @@ fn long_poll(topic: &str, wait_ms: i32) -> kafka_protocol::messages::FetchReques
     t.partitions = vec![p];
     fetch.topics = vec![t];
     fetch
+}
+
+/// Makes topic `quiet` (one partition, never written); the address of its leader's listener.
+async fn quiet_partition(server: &Server) -> std::net::SocketAddr {
+    let cluster = server.cluster();
+    cluster
+        .create_topic(eddy_broker::NewTopic::new("quiet").partitions(1))
+        .await
+        .unwrap();
+    let leader = cluster.describe_topic("quiet").unwrap().partitions[0]
+        .leader
+        .unwrap();
+    server.addr(leader.0 as usize)
 }

@@ -16,7 +16,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -259,14 +259,15 @@ pub(crate) fn open_view(
 /// broker goes on serving reads of everything committed, and refuses writes until restart.
 pub(crate) struct Health {
     view: RwLock<Option<View>>,
-    failed: Mutex<Option<String>>,
+    /// Why a write failed the environment; set once (checked on every write, without a lock).
+    failed: OnceLock<String>,
 }
 
 impl Health {
     pub(crate) fn new(view: View) -> Health {
         Health {
             view: RwLock::new(Some(view)),
-            failed: Mutex::new(None),
+            failed: OnceLock::new(),
         }
     }
 
@@ -283,8 +284,7 @@ impl Health {
     }
 
     pub(crate) fn failure(&self, ctx: &ErrCtx) -> Option<LogError> {
-        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
-        failed.as_ref().map(|reason| LogError::Failed {
+        self.failed.get().map(|reason| LogError::Failed {
             path: ctx.path.clone(),
             reason: reason.clone(),
         })
@@ -301,7 +301,7 @@ impl Health {
         reason: String,
     ) {
         error!(path = %ctx.path, %reason, "a write failed the log environment: it serves reads only from now on, and refuses writes until restart");
-        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+        let _ = self.failed.set(reason);
         // Readers wait on the lock while the environment is swapped; the ones that hold a
         // handle finish their short transactions (failing) and let it go.
         let mut slot = self.view.write().unwrap_or_else(PoisonError::into_inner);

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{check_numbered, read_numbered, serve_with, Proc};
+use common::{check_numbered, create_topic, read_numbered, serve_with, Proc};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::producer::{
@@ -79,23 +79,7 @@ fn acknowledged_records_and_committed_offsets_survive_sigkill() {
         let round_started = Instant::now();
         let (server, boot, http) = serve_with(&data, &args);
         if round == 0 {
-            let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
-                .args([
-                    "topic",
-                    "create",
-                    TOPIC,
-                    "--partitions",
-                    "3",
-                    "--server",
-                    &http,
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            create_topic(&http, TOPIC, PARTITIONS as u32);
         }
         // After a restart: what was acknowledged is there, once, in order; the committed
         // offsets are what was committed.

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{check_numbered, read_numbered, serve_with, stop, Proc};
+use common::{check_numbered, create_topic, read_numbered, serve_with, stop, Proc};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
@@ -164,26 +164,6 @@ impl ProducerContext for Deliveries {
     }
 }
 
-fn create_topic(http: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "topic",
-            "create",
-            TOPIC,
-            "--partitions",
-            "3",
-            "--server",
-            http,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn value(seq: u64) -> String {
     format!("{seq:<1000}")
 }
@@ -312,7 +292,7 @@ fn a_full_disk_refuses_produce_keeps_reads_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let mut disk = SmallDisk::new(tmp.path(), 48);
     let (server, boot, http) = serve_with(&disk.data(), ARGS);
-    create_topic(&http);
+    create_topic(&http, TOPIC, PARTITIONS as u32);
     let d = Deliveries::default();
     // Until the producer has been refused for a while.
     let mut first_error: Option<Duration> = None;
@@ -337,7 +317,7 @@ fn a_disk_turned_read_only_refuses_produce_keeps_reads_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let mut disk = SmallDisk::new(tmp.path(), 128);
     let (server, boot, http) = serve_with(&disk.data(), ARGS);
-    create_topic(&http);
+    create_topic(&http, TOPIC, PARTITIONS as u32);
     let d = Deliveries::default();
     let mut failed = false;
     let next = stream(&boot, 0, &d, |d, t| {

@@ -221,3 +221,24 @@ pub fn check_numbered(log: &std::collections::BTreeMap<i32, Vec<u64>>, acked: &[
         assert!(seen.contains(a), "acknowledged record {a} is missing");
     }
 }
+
+/// `eddy topic create TOPIC --partitions N` against a running server's HTTP API; fails the
+/// test if it fails.
+pub fn create_topic(http: &str, topic: &str, partitions: u32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+        ])
+        .args(["--server", http])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
