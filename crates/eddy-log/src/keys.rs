@@ -1,12 +1,17 @@
 //! Key layout of the two LMDB databases.
 //!
-//! `log`: `(partition u32 BE, base offset u64 BE)` -> the batch bytes, so one partition is one
-//! contiguous key range and its batches sort by offset. `meta`: a one-byte tag, then the rest:
-//! `p` + partition id -> the partition's state, `m` + user key -> a metadata record.
+//! `log`: `(partition u32 BE, base offset u64 BE)` -> the batch's first piece, and
+//! `(partition, base offset, piece u32 BE)` -> its later pieces (pieces 1, 2, ...), so one
+//! partition is one contiguous key range, its batches sort by offset and each batch's pieces
+//! follow its head in order (a 12-byte key sorts before every longer key it prefixes). Every
+//! piece fits one LMDB page (see `Dbs::piece`): a batch of any size never needs a run of
+//! contiguous free pages. `meta`: a one-byte tag, then the rest: `p` + partition id -> the
+//! partition's state, `m` + user key -> a metadata record.
 
 use eddy_types::PartitionId;
 
 pub(crate) const LOG_KEY_LEN: usize = 12;
+pub(crate) const PIECE_KEY_LEN: usize = 16;
 const STATE_TAG: u8 = b'p';
 const USER_TAG: u8 = b'm';
 
@@ -17,14 +22,39 @@ pub(crate) fn log_key(partition: PartitionId, base_offset: u64) -> [u8; LOG_KEY_
     key
 }
 
-/// Returns the base offset in a log key, if the key belongs to `partition`.
-pub(crate) fn log_key_offset(key: &[u8], partition: PartitionId) -> Option<u64> {
-    if key.len() != LOG_KEY_LEN || key[..4] != partition.0.to_be_bytes() {
+/// The key of piece `index` (1 or more) of the batch at `base_offset`.
+pub(crate) fn piece_key(
+    partition: PartitionId,
+    base_offset: u64,
+    index: u32,
+) -> [u8; PIECE_KEY_LEN] {
+    let mut key = [0u8; PIECE_KEY_LEN];
+    key[..LOG_KEY_LEN].copy_from_slice(&log_key(partition, base_offset));
+    key[LOG_KEY_LEN..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The base offset of the batch a log key belongs to and the piece it names (0: the batch's
+/// head), if the key belongs to `partition`.
+pub(crate) fn log_key_parts(key: &[u8], partition: PartitionId) -> Option<(u64, u32)> {
+    if (key.len() != LOG_KEY_LEN && key.len() != PIECE_KEY_LEN)
+        || key[..4] != partition.0.to_be_bytes()
+    {
         return None;
     }
     let mut off = [0u8; 8];
-    off.copy_from_slice(&key[4..]);
-    Some(u64::from_be_bytes(off))
+    off.copy_from_slice(&key[4..LOG_KEY_LEN]);
+    let mut index = [0u8; 4];
+    if key.len() == PIECE_KEY_LEN {
+        index.copy_from_slice(&key[LOG_KEY_LEN..]);
+    }
+    Some((u64::from_be_bytes(off), u32::from_be_bytes(index)))
+}
+
+/// The base offset of the batch a log key (head or piece) belongs to, if the key belongs to
+/// `partition`.
+pub(crate) fn log_key_offset(key: &[u8], partition: PartitionId) -> Option<u64> {
+    log_key_parts(key, partition).map(|(base, _)| base)
 }
 
 pub(crate) fn state_key(partition: PartitionId) -> [u8; 5] {
@@ -63,6 +93,39 @@ mod tests {
         assert!(a < b && b < c);
         assert_eq!(log_key_offset(&c, PartitionId(2)), Some(256));
         assert_eq!(log_key_offset(&c, PartitionId(1)), None);
+    }
+
+    #[test]
+    fn test_pieces_sort_after_their_head_and_before_the_next_batch() {
+        let p = PartitionId(7);
+        let head = log_key(p, 100);
+        let one = piece_key(p, 100, 1);
+        let two = piece_key(p, 100, 2);
+        let big = piece_key(p, 100, 300);
+        let next = log_key(p, 101);
+        let mut keys = vec![
+            next.to_vec(),
+            big.to_vec(),
+            two.to_vec(),
+            head.to_vec(),
+            one.to_vec(),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                head.to_vec(),
+                one.to_vec(),
+                two.to_vec(),
+                big.to_vec(),
+                next.to_vec()
+            ]
+        );
+        assert_eq!(log_key_parts(&head, p), Some((100, 0)));
+        assert_eq!(log_key_parts(&big, p), Some((100, 300)));
+        assert_eq!(log_key_offset(&two, p), Some(100));
+        assert_eq!(log_key_parts(&two, PartitionId(8)), None);
+        assert_eq!(log_key_parts(&two[..13], p), None);
     }
 
     #[test]

@@ -22,12 +22,12 @@ use tokio::sync::oneshot;
 use crate::batch::{self, BatchHeader, Origin};
 use crate::config::{Durability, LogConfig, WriterMode};
 use crate::error::LogError;
-use crate::keys::{log_key_offset, state_key_partition, user_key, STATE_PREFIX};
+use crate::keys::{log_key_parts, state_key_partition, user_key, STATE_PREFIX};
 use crate::state::{EpochStart, PartitionConfig, PartitionState};
 use crate::writer::{
-    self, batch_containing, load_state, open_view, partition_range, AppendMode, Appended, Dbs,
-    ErrCtx, Health, Msg, Outcome, PreparedAppend, RetentionReport, SyncState, View, WriteOp,
-    WriterStats,
+    self, batch_containing, load_state, open_view, partition_range, whole_batch, AppendMode,
+    Appended, Dbs, ErrCtx, Health, Msg, Outcome, PreparedAppend, RetentionReport, SyncState, View,
+    WriteOp, WriterStats,
 };
 
 /// One buffer of record batches to append to one partition.
@@ -185,6 +185,24 @@ impl<T> Future for Pending<T> {
             },
         }
     }
+}
+
+/// A batch copied piece by piece must have ended exactly where its header said.
+fn check_pieces(
+    partition: PartitionId,
+    batch: u64,
+    copied_to: usize,
+    batch_end: usize,
+) -> Result<(), LogError> {
+    if copied_to == batch_end {
+        return Ok(());
+    }
+    Err(LogError::Corrupt {
+        what: format!("a batch of partition {partition} before offset {batch}"),
+        reason: format!(
+            "its pieces end at byte {copied_to} of the read, its header says {batch_end}"
+        ),
+    })
 }
 
 fn unexpected<T>(outcome: Outcome) -> Result<T, LogError> {
@@ -480,6 +498,10 @@ impl LogStore {
     /// Applies every partition's retention settings at wall-clock time `now_ms`, removing whole
     /// batches below the high watermark. Batches without timestamps (max timestamp -1) count as
     /// expired.
+    ///
+    /// One call removes at most [`RETENTION_STEP_BYTES`](crate::RETENTION_STEP_BYTES) (and at
+    /// least one batch); [`RetentionReport::more`] then asks for another call. Between calls
+    /// the writer commits other requests as usual.
     pub fn enforce_retention(&self, now_ms: i64) -> Pending<RetentionReport> {
         self.submit(WriteOp::Retention { now_ms }, |o| match o {
             Outcome::Retention(r) => Ok(r),
@@ -582,26 +604,46 @@ impl LogStore {
                 .log
                 .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
                 .map_err(|e| ctx.heed(e))?;
+            // Whether the pieces that follow belong to a batch being copied.
+            let mut copying = false;
+            // Where the batch being copied ends in `out`.
+            let mut batch_end = 0;
             for kv in iter {
                 let (k, v) = kv.map_err(|e| ctx.heed(e))?;
-                let base = log_key_offset(k, partition).ok_or_else(|| LogError::Corrupt {
-                    what: format!("log key of partition {partition}"),
-                    reason: "key of another partition inside its range".into(),
-                })?;
+                let (base, index) =
+                    log_key_parts(k, partition).ok_or_else(|| LogError::Corrupt {
+                        what: format!("log key of partition {partition}"),
+                        reason: "key of another partition inside its range".into(),
+                    })?;
+                if index > 0 {
+                    if copying {
+                        out.extend_from_slice(v);
+                    }
+                    continue;
+                }
+                check_pieces(partition, base, out.len(), batch_end)?;
+                copying = false;
                 let header = BatchHeader::parse(v).map_err(|e| LogError::Corrupt {
                     what: format!("batch {base} of partition {partition}"),
                     reason: e.to_string(),
                 })?;
+                let total = header.total_len();
                 let last = base + header.last_offset_delta as u64;
                 if last < from {
                     continue;
                 }
-                if last >= upper || (batches > 0 && out.len() + v.len() > max_bytes) {
+                if last >= upper || (batches > 0 && out.len() + total > max_bytes) {
                     break;
                 }
+                out.reserve(total);
+                batch_end = out.len() + total;
                 out.extend_from_slice(v);
+                copying = true;
                 batches += 1;
                 next_offset = last + 1;
+            }
+            if copying {
+                check_pieces(partition, next_offset, out.len(), batch_end)?;
             }
         }
         Ok(Fetched {
@@ -672,12 +714,15 @@ impl LogStore {
             .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
             .map_err(|e| ctx.heed(e))?;
         for kv in iter {
-            let (_, v) = kv.map_err(|e| ctx.heed(e))?;
+            let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+            let Some((base, 0)) = log_key_parts(k, partition) else {
+                continue;
+            };
             let header = BatchHeader::parse(v)?;
             if header.max_timestamp < timestamp {
                 continue;
             }
-            let mut buf = Bytes::copy_from_slice(v);
+            let mut buf = Bytes::copy_from_slice(&whole_batch(&txn, dbs, ctx, partition, base, v)?);
             let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| LogError::Corrupt {
                 what: format!("batch {} of partition {partition}", header.base_offset),
                 reason: e.to_string(),
@@ -775,5 +820,77 @@ impl LogStore {
             .env
             .real_disk_size()
             .map_err(|e| self.inner.ctx.heed(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is a failure report
+
+    use super::*;
+    use crate::keys::{log_key, piece_key, state_key};
+    use crate::testing::batch_bytes;
+
+    /// Logs written before batches were stored in pieces hold each batch whole under its
+    /// head key: they read back the same.
+    #[test]
+    fn test_a_batch_stored_whole_reads_like_one_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+        let (old, new) = (PartitionId(1), PartitionId(2));
+        log.create_partitions(vec![
+            (old, PartitionConfig::default()),
+            (new, PartitionConfig::default()),
+        ])
+        .wait()
+        .unwrap();
+        let leader = AppendMode::Leader { leader_epoch: 0 };
+        let a = batch_bytes(1, 0, 10_000);
+        let b = batch_bytes(1, 1, 100);
+        log.append_one(new, a.clone(), leader).wait().unwrap();
+        log.append_one(new, b.clone(), leader).wait().unwrap();
+        let stored = log.read(new, 0, usize::MAX).unwrap();
+
+        // The same state and bytes, written the old way.
+        let view = log.view().unwrap();
+        let piece = view.dbs.piece;
+        assert!(a.len() > 2 * piece);
+        let mut txn = view.env.write_txn().unwrap();
+        let raw = view
+            .dbs
+            .meta
+            .get(&txn, &state_key(new))
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        view.dbs.meta.put(&mut txn, &state_key(old), &raw).unwrap();
+        let (first, second) = stored.records.split_at(a.len());
+        view.dbs.log.put(&mut txn, &log_key(old, 0), first).unwrap();
+        view.dbs
+            .log
+            .put(&mut txn, &log_key(old, 1), second)
+            .unwrap();
+        txn.commit().unwrap();
+        // And the new way holds the big batch in pieces.
+        let txn = view.env.read_txn().unwrap();
+        let head = view.dbs.log.get(&txn, &log_key(new, 0)).unwrap().unwrap();
+        assert_eq!(head.len(), piece);
+        assert!(view
+            .dbs
+            .log
+            .get(&txn, &piece_key(new, 0, 2))
+            .unwrap()
+            .is_some());
+        drop(txn);
+
+        let whole = log.read(old, 0, usize::MAX).unwrap();
+        assert_eq!(
+            (whole.records.clone(), whole.batches),
+            (stored.records.clone(), 2)
+        );
+        assert_eq!(log.read(old, 1, 1).unwrap().records, second);
+        assert_eq!(log.offset_for_timestamp(old, 0).unwrap(), Some((0, 0)));
+        assert_eq!(log.truncate_to(old, 1).wait().unwrap(), 1);
+        assert_eq!(log.read(old, 0, usize::MAX).unwrap().records, first);
     }
 }

@@ -490,3 +490,71 @@ fn test_inline_writer_answers_before_the_call_returns() {
     assert_eq!(log.offsets(p).unwrap().log_end, 5);
     assert_eq!(log.stats().commits, 3);
 }
+
+/// Batches larger than a page are stored in one-page pieces; every operation sees them whole,
+/// at every size around the piece boundaries.
+#[test]
+fn test_batches_of_any_size_are_stored_in_pieces_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, copy) = (PartitionId(1), PartitionId(2));
+    let mut sizes: Vec<usize> = (3_950..4_250).step_by(3).collect();
+    sizes.extend((8_050..8_300).step_by(5));
+    sizes.extend([1, 100, 65_536, 1 << 20]);
+    let mut sent = Vec::new();
+    {
+        let log = open_with_partitions(dir.path(), &[1, 2]);
+        let mut ts = 0;
+        for &value_len in &sizes {
+            let batch = batch_bytes(1, ts, value_len);
+            let a = log.append_one(p, batch.clone(), LEADER).wait().unwrap();
+            sent.push((a.base_offset, batch));
+            ts += 10;
+        }
+        // A replica copies the stored bytes exactly.
+        let all = log.read(p, 0, usize::MAX).unwrap();
+        assert_eq!(all.batches, sizes.len());
+        log.append_one(copy, all.records.clone(), AppendMode::Replica)
+            .wait()
+            .unwrap();
+        assert_eq!(log.read(copy, 0, usize::MAX).unwrap().records, all.records);
+    }
+    // Reopened: each batch alone, from its own offset, is the producer's bytes but for the
+    // base offset (bytes 0-7) and the leader epoch (12-15).
+    let log = open(dir.path());
+    for (offset, batch) in &sent {
+        let f = log.read(p, *offset, 1).unwrap();
+        assert_eq!(f.batches, 1);
+        assert_eq!(f.records.len(), batch.len(), "batch at {offset}");
+        assert_eq!(f.records[16..], batch[16..], "batch at {offset}");
+        assert_eq!(f.records[8..12], batch[8..12]);
+        let decoded = decode_all(f.records);
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].offset, *offset as i64);
+    }
+    // Reads by size stop at batch boundaries, whatever the pieces.
+    let mut from = 0;
+    let mut seen = 0;
+    while from < sent.len() as u64 {
+        let f = log.read(p, from, 20_000).unwrap();
+        assert!(f.batches >= 1);
+        seen += decode_all(f.records).len();
+        from = f.next_offset;
+    }
+    assert_eq!(seen, sent.len());
+    // The timestamp index decodes the big batch whole.
+    let last = sent.len() as u64 - 1;
+    let ts = 10 * last as i64;
+    assert_eq!(log.offset_for_timestamp(p, ts).unwrap(), Some((last, ts)));
+    // Truncating and deleting take the pieces with their batch.
+    assert_eq!(log.truncate_to(p, last).wait().unwrap(), last);
+    assert_eq!(log.delete_records_before(p, 50).wait().unwrap(), 50);
+    let rest = log.read(p, 50, usize::MAX).unwrap();
+    let offsets: Vec<i64> = decode_all(rest.records.clone())
+        .iter()
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(offsets, (50..last as i64).collect::<Vec<_>>());
+    let kept: usize = sent[50..last as usize].iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(rest.records.len(), kept);
+    assert_eq!(log.offsets(p).unwrap().size_bytes, kept as u64);
+}

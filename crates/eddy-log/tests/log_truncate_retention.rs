@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use eddy_log::testing::batch_bytes;
-use eddy_log::{AppendMode, LogError, PartitionConfig};
+use eddy_log::{AppendMode, LogError, PartitionConfig, RETENTION_STEP_BYTES};
 use eddy_types::PartitionId;
 
 const P: PartitionId = PartitionId(1);
@@ -158,4 +158,49 @@ fn test_retention_by_size_keeps_at_least_the_limit() {
     assert_eq!((o.log_start, o.size_bytes), (8, 3 * batch));
     // A second pass changes nothing.
     assert_eq!(log.enforce_retention(0).wait().unwrap().batches, 0);
+}
+
+/// One retention call frees a bounded amount and says when there is more; calls repeated
+/// until then reach the configured size.
+#[test]
+fn test_retention_removes_a_bounded_step_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let parts: Vec<PartitionId> = (1..=3).map(PartitionId).collect();
+    let config = PartitionConfig {
+        retention_bytes: Some(2 << 20),
+        ..PartitionConfig::default()
+    };
+    log.create_partitions(parts.iter().map(|&p| (p, config.clone())).collect())
+        .wait()
+        .unwrap();
+    let batch = batch_bytes(1, 0, 1 << 20);
+    for &p in &parts {
+        for _ in 0..8 {
+            log.append_one(p, batch.clone(), leader(0)).wait().unwrap();
+        }
+        log.checkpoint_high_watermarks(vec![(p, 8)]).wait().unwrap();
+    }
+    let mut calls = Vec::new();
+    loop {
+        let r = log.enforce_retention(0).wait().unwrap();
+        assert!(
+            r.bytes <= RETENTION_STEP_BYTES + batch.len() as u64,
+            "one call removed {} bytes",
+            r.bytes
+        );
+        calls.push(r);
+        if !r.more {
+            break;
+        }
+        assert!(calls.len() < 10, "retention never finishes: {calls:?}");
+    }
+    assert!(calls.len() >= 2, "{calls:?}");
+    let removed: u64 = calls.iter().map(|r| r.batches).sum();
+    // Each partition keeps the two newest batches (at least 2 MiB).
+    assert_eq!(removed, 3 * 6, "{calls:?}");
+    for &p in &parts {
+        let o = log.offsets(p).unwrap();
+        assert_eq!((o.log_start, o.size_bytes), (6, 2 * batch.len() as u64));
+    }
 }

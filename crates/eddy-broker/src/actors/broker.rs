@@ -256,7 +256,20 @@ impl Broker {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let id = self.shared.id;
-        let pass = self.shared.log.enforce_retention(now_ms);
+        let log = self.shared.log.clone();
+        // Step by step (each call frees a bounded amount; see `RETENTION_STEP_BYTES`).
+        let pass = async move {
+            let mut total = eddy_log::RetentionReport::default();
+            loop {
+                let r = log.enforce_retention(now_ms).await?;
+                total.partitions += r.partitions;
+                total.batches += r.batches;
+                total.bytes += r.bytes;
+                if !r.more {
+                    return Ok::<_, eddy_log::LogError>(total);
+                }
+            }
+        };
         ctx.spawn(pass.into_actor(self).map(move |res, _, _| match res {
             Ok(r) if r.batches > 0 => {
                 debug!(broker = %id, partitions = r.partitions, batches = r.batches, bytes = r.bytes, "retention removed batches");
