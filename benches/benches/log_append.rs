@@ -39,6 +39,32 @@ fn raw_disk_mb_s(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
     Ok(bytes as f64 / MB / secs)
 }
 
+/// The same bytes as [`raw_disk_mb_s`], but written 1 MiB at a time, each fdatasync'd: what a
+/// durable 1 MiB commit could reach at best without any store in the way.
+fn raw_synced_mib_mb_s(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
+    let path = dir.join("raw-disk-probe-synced");
+    let chunk = vec![0x5Au8; 1 << 20];
+    let started = Instant::now();
+    let mut f = File::create(&path)?;
+    for _ in 0..bytes / chunk.len() {
+        f.write_all(&chunk)?;
+        f.sync_data()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(bytes as f64 / MB / secs)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 struct Case {
     mode: &'static str,
     batch: usize,
@@ -329,8 +355,42 @@ fn main() -> anyhow::Result<()> {
         .map(|c| format!("{:.2}", c.mb_s / raw))
         .collect();
     println!(
-        "\nsync, about 1 MiB per commit: {} x raw disk bandwidth (target >= 0.70)",
+        "\nsync, about 1 MiB per commit: {} x raw disk bandwidth (the mean of the two probes)",
         at_1mib.join(", ")
+    );
+
+    // The raw probe of this machine's disk swings by 3x or more between two runs a minute
+    // apart, so the target is judged on pairs: a raw probe right before each log run of the
+    // same size, and the median of the pairs' ratios.
+    let pairs = if quick { 3 } else { 5 };
+    let pair_bytes = if quick { 128 << 20 } else { 256 << 20 };
+    println!(
+        "\npaired, sync, 4 x 256 KiB batches (about 1 MiB) per commit, {} MiB each:",
+        pair_bytes >> 20
+    );
+    println!(
+        "{:>4} {:>12} {:>14} {:>10} {:>8} {:>14}",
+        "pair", "raw MB/s", "raw 1MiB+sync", "log MB/s", "x raw", "x raw 1MiB+sync"
+    );
+    let (mut ratios, mut step_ratios) = (Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let raw = raw_disk_mb_s(scratch.path(), pair_bytes)?;
+        let step = raw_synced_mib_mb_s(scratch.path(), pair_bytes)?;
+        let dir = scratch.path().join(format!("paired-{i}"));
+        let (log, _, _) = append_case(&dir, Durability::Sync, 256 << 10, 4, pair_bytes)?;
+        std::fs::remove_dir_all(&dir)?;
+        ratios.push(log / raw);
+        step_ratios.push(log / step);
+        println!(
+            "{i:>4} {raw:>12.0} {step:>14.0} {log:>10.0} {:>8.2} {:>14.2}",
+            log / raw,
+            log / step
+        );
+    }
+    println!(
+        "sync, about 1 MiB per commit, paired: median {:.2} x raw (target >= 0.70), {:.2} x raw written 1 MiB + fdatasync at a time",
+        median(ratios),
+        median(step_ratios)
     );
     Ok(())
 }
