@@ -86,31 +86,6 @@ unsafe impl GlobalAlloc for LazyHugeAlloc {
     }
 }
 
-/// Arenas of the system allocator (glibc) a server keeps at most.
-const ARENA_MAX: i32 = 2;
-
-/// Allocations from this size up get their own mapping from the system allocator, given back
-/// to the kernel when freed.
-const MMAP_THRESHOLD: i32 = 256 << 10;
-
-/// Sets the system allocator (glibc's malloc) up for a long-running server; call it first in
-/// `main`. A no-op elsewhere.
-///
-/// By default glibc gives threads up to 8 arenas per core, each keeping the memory freed in it,
-/// and raises its mmap threshold to the largest block freed (up to 32 MiB), after which
-/// multi-megabyte fetch answers and produce frames come from the arenas and stay there. A
-/// 30-minute soak run grew the server's own memory by about 6 MB at every full read of a
-/// topic, in new arenas. Two arenas and a fixed 256 KiB threshold keep large buffers out of
-/// the arenas, which then hold only small, reused blocks.
-pub fn tune_system_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before other threads exist.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

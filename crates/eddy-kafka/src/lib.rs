@@ -19,8 +19,7 @@
 //!   NOT_LEADER_OR_FOLLOWER, a non-coordinator NOT_COORDINATOR).
 //! - `codes`: `BrokerError` to Kafka error codes.
 //! - [`LazyHugeAlloc`] (`alloc`): the global allocator a process running a listener installs,
-//!   so that a hostile frame's absurd array count cannot abort it (see the module), and
-//!   [`tune_system_allocator`], the system allocator's settings for a long-running server.
+//!   so that a hostile frame's absurd array count cannot abort it (see the module).
 //! - [`KafkaError`]: the crate's one error type.
 #![warn(missing_docs)]
 
@@ -34,7 +33,7 @@ mod request;
 mod server;
 mod versions;
 
-pub use alloc::{tune_system_allocator, LazyHugeAlloc, HUGE};
+pub use alloc::{LazyHugeAlloc, HUGE};
 pub use config::KafkaConfig;
 pub use error::KafkaError;
 pub use request::decode_request;
