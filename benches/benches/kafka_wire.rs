@@ -12,7 +12,6 @@
 //! idempotent) or all (idempotent). Consumers read the acks=all topic from the start.
 //! Target (issue 5): the Kafka path reaches at least 60% of the embedded path.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -246,11 +245,7 @@ struct Consumed {
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let base: PathBuf = match std::env::var_os("EDDY_BENCH_DIR") {
-        Some(d) => d.into(),
-        None => std::env::temp_dir(),
-    };
-    let scratch = tempfile::tempdir_in(&base).context("bench directory")?;
+    let scratch = eddy_benches::scratch_dir().context("bench directory")?;
     let periodic = std::env::args().any(|a| a == "--periodic");
     let mut config = ClusterConfig::new("bench", scratch.path());
     config.topic_defaults.min_insync_replicas = 1;

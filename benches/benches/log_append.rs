@@ -24,32 +24,28 @@ const LEADER: AppendMode = AppendMode::Leader { leader_epoch: 0 };
 const RECORD: usize = 1_000;
 const MB: f64 = 1_000_000.0;
 
-fn raw_disk_mb_s(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
+/// How the raw probe reaches the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RawSync {
+    /// All the bytes written, then one fdatasync (the probe).
+    Once,
+    /// Written 1 MiB at a time, each fdatasync'd: what a durable 1 MiB commit could reach at
+    /// best without any store in the way.
+    EachMib,
+}
+
+fn raw_disk_mb_s(dir: &Path, bytes: usize, sync: RawSync) -> anyhow::Result<f64> {
     let path = dir.join("raw-disk-probe");
     let chunk = vec![0xA5u8; 1 << 20];
     let started = Instant::now();
     let mut f = File::create(&path)?;
     for _ in 0..bytes / chunk.len() {
         f.write_all(&chunk)?;
+        if sync == RawSync::EachMib {
+            f.sync_data()?;
+        }
     }
     f.sync_data()?;
-    let secs = started.elapsed().as_secs_f64();
-    drop(f);
-    std::fs::remove_file(&path)?;
-    Ok(bytes as f64 / MB / secs)
-}
-
-/// The same bytes as [`raw_disk_mb_s`], but written 1 MiB at a time, each fdatasync'd: what a
-/// durable 1 MiB commit could reach at best without any store in the way.
-fn raw_synced_mib_mb_s(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
-    let path = dir.join("raw-disk-probe-synced");
-    let chunk = vec![0x5Au8; 1 << 20];
-    let started = Instant::now();
-    let mut f = File::create(&path)?;
-    for _ in 0..bytes / chunk.len() {
-        f.write_all(&chunk)?;
-        f.sync_data()?;
-    }
     let secs = started.elapsed().as_secs_f64();
     drop(f);
     std::fs::remove_file(&path)?;
@@ -240,21 +236,18 @@ fn partitions_case(dir: &Path, n: u32) -> anyhow::Result<(Duration, Duration, i6
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let base = std::env::var_os("EDDY_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let scratch = tempfile::tempdir_in(&base).context("bench directory")?;
+    let scratch = eddy_benches::scratch_dir().context("bench directory")?;
     let total = if quick { 64 << 20 } else { 512 << 20 };
     let raw_bytes = if quick { 256 << 20 } else { 1 << 30 };
 
     println!(
         "eddy-log benchmark in {} ({} run)",
-        base.display(),
+        scratch.path().display(),
         if quick { "quick" } else { "full" }
     );
     // This machine's disk is noisy: measure the raw bandwidth before and after the appends and
     // take the ratios to their mean.
-    let raw_before = raw_disk_mb_s(scratch.path(), raw_bytes)?;
+    let raw_before = raw_disk_mb_s(scratch.path(), raw_bytes, RawSync::Once)?;
     println!(
         "raw disk: {} MiB sequential write + fdatasync: {raw_before:.0} MB/s\n",
         raw_bytes >> 20
@@ -293,7 +286,7 @@ fn main() -> anyhow::Result<()> {
             });
         }
     }
-    let raw_after = raw_disk_mb_s(scratch.path(), raw_bytes)?;
+    let raw_after = raw_disk_mb_s(scratch.path(), raw_bytes, RawSync::Once)?;
     let raw = (raw_before + raw_after) / 2.0;
     println!(
         "raw disk again after the appends: {raw_after:.0} MB/s; ratios below are to the mean, {raw:.0} MB/s\n"
@@ -374,8 +367,8 @@ fn main() -> anyhow::Result<()> {
     );
     let (mut ratios, mut step_ratios) = (Vec::new(), Vec::new());
     for i in 0..pairs {
-        let raw = raw_disk_mb_s(scratch.path(), pair_bytes)?;
-        let step = raw_synced_mib_mb_s(scratch.path(), pair_bytes)?;
+        let raw = raw_disk_mb_s(scratch.path(), pair_bytes, RawSync::Once)?;
+        let step = raw_disk_mb_s(scratch.path(), pair_bytes, RawSync::EachMib)?;
         let dir = scratch.path().join(format!("paired-{i}"));
         let (log, _, _) = append_case(&dir, Durability::Sync, 256 << 10, 4, pair_bytes)?;
         std::fs::remove_dir_all(&dir)?;

@@ -40,10 +40,7 @@ fn free_pages(dir: &Path) -> Option<(u64, u64)> {
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let base = std::env::var_os("EDDY_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let scratch = tempfile::tempdir_in(&base).context("bench directory")?;
+    let scratch = eddy_benches::scratch_dir().context("bench directory")?;
     let rounds = if quick { 4 } else { 12 };
     // As the broker's retention check (every 5 minutes) sees a loaded partition.
     let per_round: usize = if quick { 512 << 20 } else { 1 << 30 };
@@ -98,7 +95,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     println!(
         "eddy-log under retention churn in {} ({rounds} rounds of {} MiB, {PARTITIONS} partitions keeping {} MiB each)",
-        base.display(),
+        scratch.path().display(),
         per_round >> 20,
         KEEP >> 20
     );

@@ -12,7 +12,7 @@
 //! (an fsync per commit on every replica). The baseline appends the same batches with the same
 //! concurrency straight to one `LogStore` (one log directory, no replication, no actors).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,11 +169,7 @@ fn producer_mb_s(
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let run = Duration::from_secs(if quick { 3 } else { 10 });
-    let base: PathBuf = match std::env::var_os("EDDY_BENCH_DIR") {
-        Some(d) => d.into(),
-        None => std::env::temp_dir(),
-    };
-    let scratch = tempfile::tempdir_in(&base).context("bench directory")?;
+    let scratch = eddy_benches::scratch_dir().context("bench directory")?;
     println!("produce_acks: 1 KiB records, {PER_BATCH} per batch, {PARTITIONS} partitions, {IN_FLIGHT} in flight each, sync durability, {run:?} per case");
 
     let raw = raw_log_mb_s(&scratch.path().join("raw"), run)?;

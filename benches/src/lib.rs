@@ -1,1 +1,11 @@
-//! Owns nothing at run time: the benchmarks live in `benches/`, run with `cargo bench -p eddy-benches`.
+//! Helpers the benchmarks in `benches/` share; the benchmarks themselves run with
+//! `cargo bench -p eddy-benches`.
+
+/// A fresh scratch directory for one benchmark run, under `EDDY_BENCH_DIR` (default: the
+/// system's temp dir), removed when dropped.
+pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let base = std::env::var_os("EDDY_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::tempdir_in(base)
+}
