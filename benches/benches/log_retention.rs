@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let scratch = eddy_benches::scratch_dir().context("bench directory")?;
     let rounds = if quick { 4 } else { 12 };
-    // As the broker's retention check (every 5 minutes) sees a loaded partition.
+    // As the broker's retention check sees a loaded partition.
     let per_round: usize = if quick { 512 << 20 } else { 1 << 30 };
     let log = LogStore::open(
         scratch.path(),

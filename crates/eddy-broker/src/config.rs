@@ -41,7 +41,14 @@ pub struct ClusterConfig {
     pub broker_session_timeout: Duration,
     /// How often leaders persist their high watermark (Kafka checkpoints every 5 s).
     pub high_watermark_checkpoint_interval: Duration,
-    /// How often each broker applies retention (`log.retention.check.interval.ms`, 5 min).
+    /// How often each broker applies retention (`log.retention.check.interval.ms`; 30 s here,
+    /// where Kafka checks every 5 min). Kafka drops whole segment files; here every expired
+    /// batch frees its LMDB pages, which go on the environment's free list and are reused by
+    /// later appends. The longer the interval, the more pages one pass frees at once: the data
+    /// file grows by the writes of one interval beyond the data kept, and LMDB's writer holds
+    /// the free list (and the pages of every commit that rewrites it) in memory. With 5 min,
+    /// the 30-minute soak (4 MB/s written per broker) kept 1.6 GB files for 0.23 GB in use;
+    /// with 30 s, 0.37 GB files.
     pub retention_check_interval: Duration,
     /// Storage settings of every broker's log directory.
     pub log: LogConfig,
@@ -74,7 +81,7 @@ impl ClusterConfig {
             broker_heartbeat_interval: Duration::from_secs(1),
             broker_session_timeout: Duration::from_secs(9),
             high_watermark_checkpoint_interval: Duration::from_secs(5),
-            retention_check_interval: Duration::from_secs(300),
+            retention_check_interval: Duration::from_secs(30),
             log: LogConfig::default(),
             group: GroupConfig::default(),
             offsets_partitions: 50,
