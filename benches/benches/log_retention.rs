@@ -216,8 +216,7 @@ fn idle_pass(dir: &Path) -> anyhow::Result<()> {
     }
     passes.sort_by(f64::total_cmp);
     println!(
-        "
-a retention pass with nothing due, {IDLE} partitions with retention.ms (one in ten with a batch): median {:.1} ms, max {:.1} ms of the writer thread",
+        "\na retention pass with nothing due, {IDLE} partitions with retention.ms (one in ten with a batch): median {:.1} ms, max {:.1} ms of the writer thread",
         passes[passes.len() / 2],
         passes[passes.len() - 1]
     );

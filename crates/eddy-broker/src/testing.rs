@@ -37,8 +37,7 @@ pub fn config(dir: &Path) -> ClusterConfig {
     let mut c = ClusterConfig::new("test", dir);
     // Test batches mostly carry timestamps of 1970 (tests give `encode_batch` small ones): a
     // retention pass would delete them under the default 7-day `retention.ms` in the middle of
-    // a paused-clock test.
-    // Tests of retention set their own interval.
+    // a paused-clock test. Tests of retention set their own interval.
     c.retention_check_interval = Duration::from_secs(3600);
     c.log = LogConfig {
         map_size: 1 << 26,
