@@ -52,15 +52,6 @@ fn raw_disk_mb_s(dir: &Path, bytes: usize, sync: RawSync) -> anyhow::Result<f64>
     Ok(bytes as f64 / MB / secs)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 struct Case {
     mode: &'static str,
     batch: usize,
@@ -382,8 +373,8 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "sync, about 1 MiB per commit, paired: median {:.2} x raw (target >= 0.70), {:.2} x raw written 1 MiB + fdatasync at a time",
-        median(ratios),
-        median(step_ratios)
+        eddy_benches::median(ratios),
+        eddy_benches::median(step_ratios)
     );
     Ok(())
 }

@@ -214,11 +214,11 @@ fn idle_pass(dir: &Path) -> anyhow::Result<()> {
         passes.push(started.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(report.batches == 0, "a week-long retention removed batches");
     }
-    passes.sort_by(f64::total_cmp);
+    let max = passes.iter().copied().fold(0.0, f64::max);
     println!(
         "\na retention pass with nothing due, {IDLE} partitions with retention.ms (one in ten with a batch): median {:.1} ms, max {:.1} ms of the writer thread",
-        passes[passes.len() / 2],
-        passes[passes.len() - 1]
+        eddy_benches::median(passes),
+        max
     );
     Ok(())
 }

@@ -9,3 +9,13 @@ pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
         .unwrap_or_else(std::env::temp_dir);
     tempfile::tempdir_in(base)
 }
+
+/// The median of `v` (the mean of the middle two for an even count; NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
