@@ -335,6 +335,9 @@ fn consume(
         .set("group.id", "eddy-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
+        // librdkafka stops fetching for this long once its prefetch queue is full (default
+        // 1,000 ms); a consumer that drains the queue meanwhile would then sit idle.
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let md = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
     let partitions = md
