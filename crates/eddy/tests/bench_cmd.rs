@@ -43,8 +43,10 @@ fn produce_consume_and_end_to_end() {
     let n = p["records"].as_u64().unwrap();
     assert!(n > 0, "{p}");
     assert!(p["latency"]["p99_ms"].as_f64().unwrap() >= p["latency"]["p50_ms"].as_f64().unwrap());
+    // One warm-up record per partition went before the clock (3 partitions, 1 producer).
+    assert_eq!(p["warm_up_records"].as_u64(), Some(3), "{p}");
     let c = bench(&boot, &["consume"]);
-    assert_eq!(c["records"].as_u64().unwrap(), n, "{c}");
+    assert_eq!(c["records"].as_u64().unwrap(), n + 3, "{c}");
     let e = bench(
         &boot,
         &[
@@ -59,11 +61,22 @@ fn produce_consume_and_end_to_end() {
             "1048576",
             "--raw-disk",
             dir.path().to_str().unwrap(),
+            "--raw-disk-mib",
+            "8",
         ],
     );
     assert_eq!(e["received"], e["records"], "{e}");
     assert!(e["latency"]["max_ms"].as_f64().unwrap() > 0.0, "{e}");
-    assert!(e["raw_disk_mb_per_s"].as_f64().unwrap() > 0.0, "{e}");
+    assert_eq!(e["warm_up_records"].as_u64(), Some(3), "{e}");
+    assert!(e["raw_disk_burst_mb_per_s"].as_f64().unwrap() > 0.0, "{e}");
+    assert!(e["raw_disk_synced_mb_per_s"].as_f64().unwrap() > 0.0, "{e}");
+    // e2e reports the throughput it held, so the ratios come with it (3 replicas).
+    let (mbs, ratio, all) = (
+        e["mb_per_s"].as_f64().unwrap(),
+        e["ratio_to_raw_disk"].as_f64().unwrap(),
+        e["replicas_ratio_to_raw_disk"].as_f64().unwrap(),
+    );
+    assert!(mbs > 0.0 && (all - 3.0 * ratio).abs() < 1e-9, "{e}");
     // The topic it made has the retention asked for (in force during the run).
     let api = eddy_http::client::Client::new(http, std::time::Duration::from_secs(30));
     let t: Value = api
