@@ -502,11 +502,64 @@ impl LogStore {
     /// One call removes at most [`RETENTION_STEP_BYTES`](crate::RETENTION_STEP_BYTES) (and at
     /// least one batch); [`RetentionReport::more`] then asks for another call. Between calls
     /// the writer commits other requests as usual.
+    ///
+    /// The partitions with something due are found in a read transaction on a thread of its
+    /// own; the writer then visits only those.
     pub fn enforce_retention(&self, now_ms: i64) -> Pending<RetentionReport> {
-        self.submit(WriteOp::Retention { now_ms }, |o| match o {
-            Outcome::Retention(r) => Ok(r),
-            other => unexpected(other),
-        })
+        fn report(o: Outcome) -> Result<RetentionReport, LogError> {
+            match o {
+                Outcome::Retention(r) => Ok(r),
+                other => unexpected(other),
+            }
+        }
+        if let Some(e) = self.failure() {
+            return Pending::ready(Err(e));
+        }
+        let scan = {
+            let (health, ctx) = (self.inner.health.clone(), self.inner.ctx.clone());
+            move || -> Result<Vec<PartitionId>, LogError> {
+                let view = health.view(&ctx)?;
+                let txn = view.read_txn(&ctx)?;
+                writer::retention_due(&txn, &view.dbs, &ctx, now_ms)
+            }
+        };
+        let Some(tx) = self.inner.writer.tx.clone() else {
+            // Inline mode: scan and commit on the calling thread.
+            return match scan() {
+                Ok(partitions) if partitions.is_empty() => {
+                    Pending::ready(Ok(RetentionReport::default()))
+                }
+                Ok(partitions) => self.submit(WriteOp::Retention { now_ms, partitions }, report),
+                Err(e) => Pending::ready(Err(e)),
+            };
+        };
+        let (reply, rx) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("eddy-log-retention".into())
+            .spawn(move || match scan() {
+                Ok(partitions) if partitions.is_empty() => {
+                    let _ = reply.send(Ok(Outcome::Retention(RetentionReport::default())));
+                }
+                Ok(partitions) => {
+                    // A writer gone drops `reply`: the caller gets `WriterStopped`.
+                    let _ = tx.send(Msg::Op(WriteOp::Retention { now_ms, partitions }, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            });
+        if let Err(e) = spawned {
+            return Pending::ready(Err(LogError::Storage {
+                path: self.inner.ctx.path.clone(),
+                source: heed::Error::Io(e),
+            }));
+        }
+        Pending {
+            state: PendingState::Waiting {
+                rx,
+                finish: Some(Box::new(report)),
+            },
+        }
     }
 
     /// Stores metadata records (serialised with rmp-serde), all in one commit.

@@ -204,3 +204,34 @@ fn test_retention_removes_a_bounded_step_per_call() {
         assert_eq!((o.log_start, o.size_bytes), (6, 2 * batch.len() as u64));
     }
 }
+
+#[test]
+fn test_retention_with_nothing_due_leaves_the_writer_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1, 2, 3]);
+    five_batches(&log);
+    for p in [1, 2, 3] {
+        log.set_config(
+            PartitionId(p),
+            PartitionConfig {
+                retention_ms: Some(1_500),
+                retention_bytes: None,
+            },
+        )
+        .wait()
+        .unwrap();
+    }
+    log.checkpoint_high_watermarks(vec![(P, 20)])
+        .wait()
+        .unwrap();
+    // The scan runs in a read transaction; with nothing expired, no commit happens.
+    let before = log.stats().commits;
+    let r = log.enforce_retention(2_000).wait().unwrap();
+    assert_eq!((r.partitions, r.batches, r.more), (0, 0, false));
+    assert_eq!(log.stats().commits, before);
+    // Partitions 2 and 3 hold nothing; 1 has two batches due at 4,000 (newest 1003, 2003).
+    let r = log.enforce_retention(4_000).wait().unwrap();
+    assert_eq!((r.partitions, r.batches), (1, 2));
+    assert_eq!(log.stats().commits, before + 1);
+    assert_eq!(log.offsets(P).unwrap().log_start, 8);
+}
