@@ -255,7 +255,7 @@ fn kafka_consume_polled(boot: &str, name: &str, n: usize) -> anyhow::Result<Cons
 
 /// librdkafka's batch consume, up to 10,000 messages per call.
 fn kafka_consume(boot: &str, name: &str, n: usize) -> anyhow::Result<Consumed> {
-    let consumer = BatchConsumer::new(kafka_consumer(boot, name)?)?;
+    let mut consumer = BatchConsumer::new(kafka_consumer(boot, name)?)?;
     let started = Instant::now();
     let mut first = None;
     let mut got = 0;
@@ -282,6 +282,8 @@ fn kafka_consume(boot: &str, name: &str, n: usize) -> anyhow::Result<Consumed> {
 /// returns them, where `BaseConsumer::poll` handles one event per message.
 struct BatchConsumer {
     queue: std::ptr::NonNull<rdkafka::bindings::rd_kafka_queue_t>,
+    /// Room for the message pointers of one call, kept across calls.
+    messages: Vec<*mut rdkafka::bindings::rd_kafka_message_t>,
     /// Outlives `queue` (destroyed first, in `drop`).
     consumer: BaseConsumer,
 }
@@ -295,19 +297,24 @@ impl BatchConsumer {
             rdkafka::bindings::rd_kafka_queue_get_consumer(consumer.client().native_ptr())
         };
         let queue = std::ptr::NonNull::new(queue).context("librdkafka has no consumer queue")?;
-        Ok(BatchConsumer { queue, consumer })
+        Ok(BatchConsumer {
+            queue,
+            messages: Vec::new(),
+            consumer,
+        })
     }
 
     /// Waits up to `timeout` for up to `max` messages, hands each payload to `each`, and
     /// returns how many came. A message carrying an error fails the call.
     fn consume(
-        &self,
+        &mut self,
         max: usize,
         timeout: Duration,
         mut each: impl FnMut(&[u8]),
     ) -> anyhow::Result<usize> {
         use rdkafka::bindings as rd;
-        let mut messages: Vec<*mut rd::rd_kafka_message_t> = vec![std::ptr::null_mut(); max];
+        let messages = &mut self.messages;
+        messages.resize(max.max(messages.len()), std::ptr::null_mut());
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: `messages` has room for `max` pointers; librdkafka fills the first `k`.
         let k = unsafe {
