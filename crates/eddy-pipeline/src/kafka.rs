@@ -203,10 +203,22 @@ impl StreamClient for KafkaClient {
     ) -> Result<Vec<u64>, PipelineError> {
         let mut out = Vec::with_capacity(partitions.len());
         for (t, p) in partitions {
-            let (_, high) = self
-                .consumer
-                .fetch_watermarks(t, *p as i32, self.timeout)
-                .map_err(kafka)?;
+            // A topic made a moment ago by another client may not be in this client's
+            // metadata yet (librdkafka: UnknownPartition); it learns it on its next refresh.
+            let deadline = Instant::now() + self.timeout;
+            let high = loop {
+                match self.consumer.fetch_watermarks(t, *p as i32, self.timeout) {
+                    Ok((_, high)) => break high,
+                    Err(KafkaError::MetadataFetch(
+                        RDKafkaErrorCode::UnknownPartition
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::UnknownTopic,
+                    )) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(kafka(e)),
+                }
+            };
             out.push(high.max(0) as u64);
         }
         Ok(out)
