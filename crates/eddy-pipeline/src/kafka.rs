@@ -203,8 +203,9 @@ impl StreamClient for KafkaClient {
     ) -> Result<Vec<u64>, PipelineError> {
         let mut out = Vec::with_capacity(partitions.len());
         for (t, p) in partitions {
-            // A topic made a moment ago by another client may not be in this client's
-            // metadata yet (librdkafka: UnknownPartition); it learns it on its next refresh.
+            // A topic made by another client may not be in this client's metadata cache
+            // (librdkafka: UnknownPartition), and a watermark query does not fetch it: ask
+            // for the topic's metadata, then query again.
             let deadline = Instant::now() + self.timeout;
             let high = loop {
                 match self.consumer.fetch_watermarks(t, *p as i32, self.timeout) {
@@ -214,6 +215,8 @@ impl StreamClient for KafkaClient {
                         | RDKafkaErrorCode::UnknownTopicOrPartition
                         | RDKafkaErrorCode::UnknownTopic,
                     )) if Instant::now() < deadline => {
+                        // An error here shows in the next query's answer.
+                        let _ = self.consumer.fetch_metadata(Some(t), self.timeout);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     Err(e) => return Err(kafka(e)),
