@@ -168,12 +168,21 @@ fn value(seq: u64) -> String {
     format!("{seq:<1000}")
 }
 
+/// A record's delivery timeout while the disk is in trouble: short, so that the producer is
+/// refused soon after the disk fails.
+const TROUBLE_TIMEOUT: &str = "6000";
+/// After the repair, produce must work, with no record refused; this is a correctness check,
+/// not a latency one (the restarted server and a loaded CI machine may take seconds), so the
+/// producer's own default-like patience applies.
+const REPAIRED_TIMEOUT: &str = "60000";
+
 /// Streams numbered 1000-byte records (idempotent, acks=all) until `stop_when` says so; then
 /// waits for every outstanding delivery.
 fn stream(
     boot: &str,
     from: u64,
     d: &Deliveries,
+    message_timeout_ms: &str,
     mut stop_when: impl FnMut(&Deliveries, Duration) -> bool,
 ) -> u64 {
     let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
@@ -181,7 +190,7 @@ fn stream(
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "6000")
+        .set("message.timeout.ms", message_timeout_ms)
         .create_with_context(d.clone())
         .unwrap();
     let started = Instant::now();
@@ -207,7 +216,7 @@ fn stream(
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
     }
-    producer.flush(Duration::from_secs(20)).unwrap();
+    producer.flush(Duration::from_secs(90)).unwrap();
     seq
 }
 
@@ -271,14 +280,28 @@ fn after_trouble(
     stop(server);
     disk.repair(grow_to_mib);
     let (server, boot, _) = serve_with(&disk.data(), ARGS);
+    let restarted = Instant::now();
     let log = read_numbered(&boot, TOPIC, PARTITIONS, &acked);
     check_numbered(&log, &acked);
+    eprintln!("restarted; all read back in {:?}", restarted.elapsed());
     // Produce works again.
     let more = Deliveries::default();
-    let end = stream(&boot, next_seq, &more, |d, _| {
+    let end = stream(&boot, next_seq, &more, REPAIRED_TIMEOUT, |d, _| {
         d.acked.lock().unwrap().len() >= 100
     });
-    assert!(more.errors.lock().unwrap().is_empty());
+    eprintln!(
+        "produced {} more, {} acknowledged, {:?} after the restart",
+        end - next_seq,
+        more.acked.lock().unwrap().len(),
+        restarted.elapsed()
+    );
+    let refused = more.errors.lock().unwrap().clone();
+    assert!(
+        refused.is_empty(),
+        "produce after the repair was refused {} times, first: {:?}",
+        refused.len(),
+        refused.first()
+    );
     let mut all = acked;
     all.extend(more.acked.lock().unwrap().iter().copied());
     let log = read_numbered(&boot, TOPIC, PARTITIONS, &all);
@@ -296,7 +319,7 @@ fn a_full_disk_refuses_produce_keeps_reads_and_loses_nothing() {
     let d = Deliveries::default();
     // Until the producer has been refused for a while.
     let mut first_error: Option<Duration> = None;
-    let next = stream(&boot, 0, &d, |d, t| {
+    let next = stream(&boot, 0, &d, TROUBLE_TIMEOUT, |d, t| {
         if first_error.is_none() && !d.errors.lock().unwrap().is_empty() {
             first_error = Some(t);
         }
@@ -320,7 +343,7 @@ fn a_disk_turned_read_only_refuses_produce_keeps_reads_and_loses_nothing() {
     create_topic(&http, TOPIC, PARTITIONS as u32);
     let d = Deliveries::default();
     let mut failed = false;
-    let next = stream(&boot, 0, &d, |d, t| {
+    let next = stream(&boot, 0, &d, TROUBLE_TIMEOUT, |d, t| {
         if !failed && d.acked.lock().unwrap().len() > 2000 {
             disk.fail();
             failed = true;
