@@ -6,6 +6,7 @@
 //! # struct Mine(History);
 //! # impl ContextStrategy for Mine {
 //! #     fn name(&self) -> &str { "mine" }
+//! #     fn fresh(&self) -> Box<dyn ContextStrategy> { Box::new(Mine(History::new())) }
 //! #     fn observe(&mut self, m: &ChatMessage) -> Assignment {
 //! #         self.0.push(m);
 //! #         Assignment { parent: m.parent_message_id.clone(), context_id: m.context_id.clone() }
@@ -21,7 +22,8 @@
 //! It checks, over a group chat with interleaved bubbles, replies, reactions, orphans and a
 //! second room: the thread is in order and ends at the message; nothing comes from a message
 //! observed later, even when asked after later messages arrived; the budget holds; two
-//! instances fed the same messages answer the same; an unknown id gets `None`; the first
+//! instances fed the same messages answer the same, and so does `fresh()` of a used one; an
+//! unknown id gets `None`; the first
 //! message of an empty history has itself as its thread. It panics with the broken rule.
 
 use crate::message::{ChatMessage, MessageKind};
@@ -266,6 +268,35 @@ pub fn check(make: impl Fn() -> Box<dyn ContextStrategy>) {
                 a.context_for(&m.message_id, budget),
                 b.context_for(&m.message_id, budget),
                 "{}: contexts differ between instances",
+                a.name()
+            );
+        }
+    }
+
+    // `fresh()` of a used instance has observed nothing, and answers as a new one does.
+    let mut f = a.fresh();
+    assert_eq!(f.name(), a.name(), "{}: fresh() changed the name", a.name());
+    assert!(
+        f.context_for(&chat[0].message_id, &Budget::default())
+            .is_none(),
+        "{}: fresh() remembers messages",
+        a.name()
+    );
+    let mut c = make();
+    for m in &chat {
+        assert_eq!(
+            f.observe(m),
+            c.observe(m),
+            "{}: fresh() assigns differently from a new instance",
+            a.name()
+        );
+    }
+    for m in &chat {
+        for budget in &budgets {
+            assert_eq!(
+                f.context_for(&m.message_id, budget),
+                c.context_for(&m.message_id, budget),
+                "{}: fresh() answers differently from a new instance",
                 a.name()
             );
         }

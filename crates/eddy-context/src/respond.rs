@@ -222,6 +222,9 @@ mod tests {
         fn name(&self) -> &str {
             "chain"
         }
+        fn fresh(&self) -> Box<dyn ContextStrategy> {
+            Box::new(Chain::default())
+        }
         fn observe(&mut self, m: &ChatMessage) -> crate::Assignment {
             self.0.push(m);
             crate::Assignment {

@@ -60,6 +60,12 @@ pub trait ContextStrategy: Send + std::fmt::Debug {
 
     /// The context of an observed message (`None` if it was never observed).
     fn context_for(&self, message_id: &str, budget: &Budget) -> Option<Context>;
+
+    /// A new instance with the same parameters that has observed nothing. The context
+    /// consumer remembers a bounded window of messages: when it forgets the oldest, it feeds
+    /// the rest to a fresh instance and drops this one, so a strategy needs no eviction of
+    /// its own.
+    fn fresh(&self) -> Box<dyn ContextStrategy>;
 }
 
 /// Answers `context_for` for messages a running pipeline observed: what the HTTP API's

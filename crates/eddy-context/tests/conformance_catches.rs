@@ -15,6 +15,9 @@ impl ContextStrategy for Peeking {
     fn name(&self) -> &str {
         "peeking"
     }
+    fn fresh(&self) -> Box<dyn ContextStrategy> {
+        Box::new(Peeking::default())
+    }
     fn observe(&mut self, m: &ChatMessage) -> Assignment {
         self.0.push(m);
         Assignment {
@@ -52,6 +55,9 @@ struct Greedy(History);
 impl ContextStrategy for Greedy {
     fn name(&self) -> &str {
         "greedy"
+    }
+    fn fresh(&self) -> Box<dyn ContextStrategy> {
+        Box::new(Greedy::default())
     }
     fn observe(&mut self, m: &ChatMessage) -> Assignment {
         self.0.push(m);

@@ -115,8 +115,8 @@ pub const CONTEXT_MESSAGES: &str = "eddy_context_messages_total";
 /// Time to assemble one message's context (thread and background) with the strategy, in the
 /// context consumer or for `GET /context/{id}`. Labels: `strategy`.
 pub const CONTEXT_ASSEMBLY_LATENCY: &str = "eddy_context_assembly_seconds";
-/// Messages the context consumer's strategy holds (observed since its state was created).
-/// Labels: `strategy`.
+/// Messages the context consumer's strategy holds: the last `history` observed, up to twice
+/// that before the oldest are forgotten. Labels: `strategy`.
 pub const CONTEXT_HISTORY: &str = "eddy_context_history_messages";
 /// Consumer responses by outcome: `sent` (produced and acknowledged), `failed` (the responder
 /// failed after its retries, or its circuit is open), `dropped` (the responder's queue was

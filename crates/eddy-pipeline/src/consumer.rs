@@ -64,6 +64,12 @@ pub struct ContextConfig {
     pub state_dir: PathBuf,
     /// The LMDB map size: the most the state may grow to (64 GiB; sparse).
     pub map_size: usize,
+    /// Messages remembered (50,000): the state and the strategy hold at least the last
+    /// `history` messages observed and fewer than twice that. When they reach twice, the
+    /// oldest are forgotten (from the state, and from the strategy, rebuilt from the rest
+    /// with [`ContextStrategy::fresh`]): context never reaches further back, and memory and
+    /// the state stay bounded however long the consumer runs.
+    pub history: usize,
     /// How long the merge by timestamp waits for a partition that is behind (200 ms).
     pub merge_wait: Duration,
     /// The most records waiting in the merge (10,000).
@@ -91,6 +97,7 @@ impl ContextConfig {
             refresh_interval: Duration::from_secs(1),
             state_dir: state_dir.into(),
             map_size: 1 << 36,
+            history: 50_000,
             merge_wait: Duration::from_millis(200),
             max_held: 10_000,
             poll_timeout: Duration::from_millis(100),
@@ -146,7 +153,8 @@ impl ContextHandle {
         &self.name
     }
 
-    /// Messages in the consumer's state (observed by the strategy), as of its last commit.
+    /// Messages observed since the consumer's state was created (forgotten ones included),
+    /// as of its last commit.
     pub fn observed(&self) -> u64 {
         self.progress.observed.load(Ordering::Relaxed)
     }
@@ -175,6 +183,8 @@ pub struct ContextConsumer<C: StreamClient> {
     merger: Merger,
     offsets: BTreeMap<TopicPartition, u64>,
     ids: HashSet<String>,
+    /// The position of the oldest message remembered.
+    first_seq: u64,
     next_seq: u64,
     worker: Option<ResponderWorker>,
     pending_done: Vec<u64>,
@@ -216,16 +226,20 @@ impl<C: StreamClient> ContextConsumer<C> {
                 "the responder needs a user id and at least one partition".into(),
             ));
         }
+        if config.history == 0 {
+            return Err(PipelineError::Config(
+                "the history must keep at least one message".into(),
+            ));
+        }
         let matcher = config.subscription.matcher()?;
         let store = ContextStore::open(&config.state_dir, config.map_size)?;
-        let mut ids = HashSet::new();
-        let mut next_seq = 0;
-        store.for_each_message(|seq, m| {
-            strategy.observe(&m);
-            ids.insert(m.message_id);
-            next_seq = seq + 1;
-            Ok(())
-        })?;
+        let (mut first_seq, next_seq) = store.bounds()?.unwrap_or((0, 0));
+        // A state kept with a longer history than this one: forget what is past it.
+        if next_seq - first_seq >= 2 * config.history as u64 {
+            first_seq = next_seq - config.history as u64;
+            store.forget_before(first_seq)?;
+        }
+        let ids = replay(&store, strategy.as_mut())?;
         let offsets = store.offsets()?;
         let name = strategy.name().to_owned();
         let worker = match responder {
@@ -247,6 +261,7 @@ impl<C: StreamClient> ContextConsumer<C> {
             store,
             offsets,
             ids,
+            first_seq,
             next_seq,
             worker,
             pending_done: Vec::new(),
@@ -257,7 +272,7 @@ impl<C: StreamClient> ContextConsumer<C> {
             next_refresh: Instant::now(),
         };
         gauge!(eddy_metrics::CONTEXT_HISTORY, "strategy" => consumer.handle.name.clone())
-            .set(consumer.next_seq as f64);
+            .set((consumer.next_seq - consumer.first_seq) as f64);
         let mut jobs = Vec::new();
         let pending = consumer.store.pending()?;
         consumer.pending = pending.len() as u64;
@@ -428,8 +443,11 @@ impl<C: StreamClient> ContextConsumer<C> {
         if observed > 0 {
             counter!(eddy_metrics::CONTEXT_MESSAGES, "strategy" => name.clone(), "outcome" => "observed")
                 .increment(observed as u64);
+            if self.next_seq - self.first_seq >= 2 * self.config.history as u64 {
+                self.forget_oldest()?;
+            }
             gauge!(eddy_metrics::CONTEXT_HISTORY, "strategy" => name.clone())
-                .set(self.next_seq as f64);
+                .set((self.next_seq - self.first_seq) as f64);
         }
         if invalid > 0 {
             counter!(eddy_metrics::CONTEXT_MESSAGES, "strategy" => name.clone(), "outcome" => "invalid")
@@ -581,6 +599,21 @@ impl<C: StreamClient> ContextConsumer<C> {
         self.commit(&batch)
     }
 
+    /// Forgets all but the last `history` messages: from the state, then from the strategy,
+    /// which is replaced by a fresh one fed the rest (built before the swap, so that readers
+    /// of the handle wait only for the swap itself).
+    fn forget_oldest(&mut self) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        let keep_from = self.next_seq - self.config.history as u64;
+        let removed = self.store.forget_before(keep_from)?;
+        let mut fresh = self.handle.lock().fresh();
+        self.ids = replay(&self.store, fresh.as_mut())?;
+        *self.handle.lock() = fresh;
+        self.first_seq = keep_from;
+        debug!(removed, kept = self.next_seq - keep_from, took = ?started.elapsed(), "context consumer: oldest messages forgotten");
+        Ok(())
+    }
+
     /// Writes `batch` to the state and publishes the counts.
     fn commit(&mut self, batch: &Batch) -> Result<(), PipelineError> {
         self.store.commit(batch)?;
@@ -591,6 +624,20 @@ impl<C: StreamClient> ContextConsumer<C> {
         p.pending.store(self.pending, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Feeds every stored message, in order, to `strategy`; answers their ids.
+fn replay(
+    store: &ContextStore,
+    strategy: &mut dyn ContextStrategy,
+) -> Result<HashSet<String>, PipelineError> {
+    let mut ids = HashSet::new();
+    store.for_each_message(|_, m| {
+        strategy.observe(&m);
+        ids.insert(m.message_id);
+        Ok(())
+    })?;
+    Ok(ids)
 }
 
 /// A context consumer running on its own thread (with its own actix system), over an

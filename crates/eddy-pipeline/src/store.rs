@@ -131,6 +131,42 @@ impl ContextStore {
         Ok(())
     }
 
+    /// The positions of the first stored message and the next one to store: `(first, next)`,
+    /// `None` when no message is stored.
+    pub fn bounds(&self) -> Result<Option<(u64, u64)>, PipelineError> {
+        let txn = self.env.read_txn().map_err(|e| self.err(e))?;
+        let first = self.messages.first(&txn).map_err(|e| self.err(e))?;
+        let last = self.messages.last(&txn).map_err(|e| self.err(e))?;
+        match (first, last) {
+            (Some((f, _)), Some((l, _))) => {
+                let f = u64_of(f).ok_or_else(|| self.corrupt(format!("message key {f:?}")))?;
+                let l = u64_of(l).ok_or_else(|| self.corrupt(format!("message key {l:?}")))?;
+                Ok(Some((f, l + 1)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Forgets the messages before position `seq`, and their pending responses, in one
+    /// transaction; answers how many messages it removed.
+    pub fn forget_before(&self, seq: u64) -> Result<u64, PipelineError> {
+        let mut txn = self.env.write_txn().map_err(|e| self.err(e))?;
+        let end = seq.to_be_bytes();
+        let range = (
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(&end[..]),
+        );
+        let removed = self
+            .messages
+            .delete_range(&mut txn, &range)
+            .map_err(|e| self.err(e))?;
+        self.pending
+            .delete_range(&mut txn, &range)
+            .map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(removed as u64)
+    }
+
     /// One stored message.
     pub fn message(&self, seq: u64) -> Result<Option<ChatMessage>, PipelineError> {
         let txn = self.env.read_txn().map_err(|e| self.err(e))?;
@@ -253,5 +289,32 @@ mod tests {
         assert_eq!(s.pending().unwrap(), vec![(1, "user_ann".to_owned())]);
         assert_eq!(s.message(1).unwrap().as_ref(), Some(&chat[1]));
         assert_eq!(s.message(999).unwrap(), None);
+    }
+
+    #[test]
+    fn forgetting_removes_the_oldest_messages_and_their_pending_responses() {
+        let dir = tempfile::tempdir().unwrap();
+        let chat = sample_chat();
+        let s = ContextStore::open(dir.path(), 1 << 24).unwrap();
+        assert_eq!(s.bounds().unwrap(), None);
+        s.commit(&Batch {
+            messages: chat
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (i as u64 + 300, m.to_msgpack().unwrap()))
+                .collect(),
+            pending_add: vec![(300, "a".into()), (302, "b".into())],
+            ..Batch::default()
+        })
+        .unwrap();
+        let n = chat.len() as u64;
+        assert_eq!(s.bounds().unwrap(), Some((300, 300 + n)));
+        assert_eq!(s.forget_before(302).unwrap(), 2);
+        assert_eq!(s.bounds().unwrap(), Some((302, 300 + n)));
+        assert_eq!(s.pending().unwrap(), vec![(302, "b".to_owned())]);
+        assert_eq!(s.message(301).unwrap(), None);
+        assert_eq!(s.message(302).unwrap().as_ref(), Some(&chat[2]));
+        // Nothing before the first: nothing removed.
+        assert_eq!(s.forget_before(10).unwrap(), 0);
     }
 }

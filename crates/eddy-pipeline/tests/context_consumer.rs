@@ -360,3 +360,89 @@ fn bad_records_are_skipped_and_counted_as_read() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn the_history_is_a_bounded_window_kept_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let eddy = cluster(dir.path());
+    // One reply chain of 30 messages.
+    let chain: Vec<ChatMessage> = (0..30)
+        .map(|i| {
+            let mut m = sample_chat()[0].clone();
+            m.message_id = format!("w{i}");
+            m.parent_message_id = (i > 0).then(|| format!("w{}", i - 1));
+            m.sender_id = "win".into();
+            m.context_id = "W".into();
+            m.thread_id = "W".into();
+            m.timestamp = 1_000 + i;
+            m
+        })
+        .collect();
+    produce(&eddy, &chain);
+    let with_history = |n: usize| {
+        let mut c = config(dir.path());
+        c.history = n;
+        c
+    };
+    let thread_of_last = |running: &RunningContext| -> Vec<String> {
+        let ctx = wait_for(&running.handle(), "w29");
+        ctx.thread.iter().map(|m| m.message_id.clone()).collect()
+    };
+    let stored = || {
+        let store = ContextStore::open(dir.path().join("context"), 1 << 30).unwrap();
+        store.bounds().unwrap().unwrap()
+    };
+    let running = RunningContext::spawn(
+        eddy.cluster(),
+        strategy("reply-chain"),
+        None,
+        with_history(4),
+    )
+    .unwrap();
+    let thread = thread_of_last(&running);
+    // Between `history` and twice that remembered; the thread reaches back only that far.
+    assert!((4..8).contains(&thread.len()), "{thread:?}");
+    assert_eq!(thread.last().map(String::as_str), Some("w29"));
+    let first = 30 - thread.len();
+    assert_eq!(thread[0], format!("w{first}"));
+    assert!(running
+        .handle()
+        .context_for("w0", &Budget::default())
+        .is_none());
+    assert_eq!(running.handle().observed(), 30);
+    running.stop().unwrap();
+    assert_eq!(stored(), (first as u64, 30));
+
+    // A restart replays the same window.
+    let running = RunningContext::spawn(
+        eddy.cluster(),
+        strategy("reply-chain"),
+        None,
+        with_history(4),
+    )
+    .unwrap();
+    assert_eq!(thread_of_last(&running), thread);
+    running.stop().unwrap();
+
+    // A restart with a shorter history forgets what is past it.
+    let running = RunningContext::spawn(
+        eddy.cluster(),
+        strategy("reply-chain"),
+        None,
+        with_history(2),
+    )
+    .unwrap();
+    assert_eq!(thread_of_last(&running), vec!["w28", "w29"]);
+    running.stop().unwrap();
+    assert_eq!(stored(), (28, 30));
+
+    // A history of nothing is refused.
+    let err = RunningContext::spawn(
+        eddy.cluster(),
+        strategy("reply-chain"),
+        None,
+        with_history(0),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("history"), "{err}");
+}

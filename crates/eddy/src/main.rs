@@ -8,10 +8,12 @@
 //! - `cli`: the client commands, their tables and exit codes.
 //! - `context`: `eddy context disentangle`, strategies replayed over IRC logs.
 //! - `bench`: `eddy bench produce|consume|e2e`, a load generator over the Kafka protocol.
+//! - `memory`: hands the allocator's free memory back to the system, once a minute.
 
 mod bench;
 mod cli;
 mod context;
+mod memory;
 mod serve;
 
 use std::process::ExitCode;

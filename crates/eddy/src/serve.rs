@@ -67,6 +67,10 @@ pub(crate) struct ServeArgs {
     /// [default: (user|chatroom)_.*].
     #[arg(long, env = "EDDY_CONTEXT_TOPICS", value_name = "REGEX")]
     context_topics: Option<String>,
+    /// Chat messages the context consumer remembers (context reaches no further back; it
+    /// keeps between N and 2N) [default: 50000].
+    #[arg(long, env = "EDDY_CONTEXT_HISTORY", value_name = "N")]
+    context_history: Option<usize>,
     /// Who answers chat messages with consumer responses: none, offline (rules, no model) or
     /// openai (an OpenAI-compatible endpoint) [default: none].
     #[arg(long, env = "EDDY_RESPONDER", value_name = "KIND")]
@@ -113,6 +117,7 @@ struct FileConfig {
     context_strategy: Option<String>,
     context_params: Option<toml::Value>,
     context_topics: Option<String>,
+    context_history: Option<usize>,
     responder: Option<String>,
     respond_to: Option<String>,
     bot_id: Option<String>,
@@ -134,6 +139,7 @@ pub(crate) struct ContextSettings {
     pub(crate) strategy: String,
     pub(crate) params: serde_json::Value,
     pub(crate) topics: String,
+    pub(crate) history: usize,
     pub(crate) responder: ResponderSetting,
     pub(crate) respond_to: RespondTo,
     pub(crate) bot_id: String,
@@ -209,6 +215,7 @@ impl ServeArgs {
                     (None, None) => None,
                 },
                 topics: self.context_topics.or(file.context_topics),
+                history: self.context_history.or(file.context_history),
                 responder: self.responder.or(file.responder),
                 respond_to: self.respond_to.or(file.respond_to),
                 bot_id: self.bot_id.or(file.bot_id),
@@ -253,6 +260,7 @@ struct ContextArgs {
     strategy: Option<String>,
     params: Option<serde_json::Value>,
     topics: Option<String>,
+    history: Option<usize>,
     responder: Option<String>,
     respond_to: Option<String>,
     bot_id: Option<String>,
@@ -272,6 +280,10 @@ fn resolve_context(a: ContextArgs, o: OpenAiArgs) -> anyhow::Result<Option<Conte
         return Ok(None);
     }
     let bot_name = a.bot_name.unwrap_or_else(|| "Eddy".into());
+    let history = a.history.unwrap_or(50_000);
+    if history == 0 {
+        bail!("context_history must be at least 1");
+    }
     let responder = match a.responder.as_deref().unwrap_or("none") {
         "none" => ResponderSetting::None,
         "offline" => ResponderSetting::Offline,
@@ -302,6 +314,7 @@ fn resolve_context(a: ContextArgs, o: OpenAiArgs) -> anyhow::Result<Option<Conte
         strategy,
         params: a.params.unwrap_or(serde_json::Value::Null),
         topics: a.topics.unwrap_or_else(|| "(user|chatroom)_.*".into()),
+        history,
         responder,
         respond_to,
         bot_id: a.bot_id.unwrap_or_else(|| "eddy-bot".into()),
@@ -329,6 +342,7 @@ fn start_context(
         Subscription::Pattern(s.topics.clone()),
     );
     config.respond_to = s.respond_to;
+    config.history = s.history;
     config.responding.sender_id = s.bot_id.clone();
     config.responding.sender_name = s.bot_name.clone();
     RunningContext::spawn(cluster, strategy, responder, config)
@@ -410,12 +424,18 @@ pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
             HttpServer::start_with_context(cluster, http_config, Some(handle), lookup)
         })
         .await??;
-        // Histograms are summarized by the recorder's upkeep.
+        // Histograms are summarized by the recorder's upkeep; once a minute, free memory goes
+        // back to the system (see `memory`).
         let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut ticks = 0u64;
             loop {
                 tick.tick().await;
                 prometheus.run_upkeep();
+                ticks += 1;
+                if ticks % 12 == 0 {
+                    let _ = tokio::task::spawn_blocking(crate::memory::release_free).await;
+                }
             }
         });
         // Scripts and tests read these lines to find the ports.
@@ -475,6 +495,7 @@ mod tests {
             context_strategy: None,
             context_params: None,
             context_topics: None,
+            context_history: None,
             responder: None,
             respond_to: None,
             bot_id: None,
@@ -501,6 +522,7 @@ mod tests {
             ("heuristic", "(user|chatroom)_.*")
         );
         assert_eq!(c.responder, ResponderSetting::None);
+        assert_eq!(c.history, 50_000);
     }
 
     #[test]
@@ -535,6 +557,12 @@ mod tests {
         let mut a = args(None);
         a.context_strategy = Some("off".into());
         assert!(a.resolve().unwrap().context.is_none());
+        let mut a = args(None);
+        a.context_history = Some(0);
+        assert!(format!("{:#}", a.resolve().unwrap_err()).contains("context_history"));
+        let mut a = args(None);
+        a.context_history = Some(7);
+        assert_eq!(a.resolve().unwrap().context.unwrap().history, 7);
     }
 
     #[test]

@@ -149,6 +149,10 @@ fn addressee(m: &ChatMessage, room: &Room, me: &str) -> Option<String> {
 }
 
 impl ContextStrategy for Heuristic {
+    fn fresh(&self) -> Box<dyn ContextStrategy> {
+        Box::new(Heuristic::new(self.params.clone()))
+    }
+
     fn name(&self) -> &str {
         NAME
     }

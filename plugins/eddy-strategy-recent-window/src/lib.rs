@@ -53,6 +53,10 @@ pub fn register(registry: &mut Registry) -> Result<(), ContextError> {
 }
 
 impl ContextStrategy for RecentWindow {
+    fn fresh(&self) -> Box<dyn ContextStrategy> {
+        Box::new(RecentWindow::new(self.params.clone()))
+    }
+
     fn name(&self) -> &str {
         NAME
     }

@@ -64,6 +64,10 @@ pub fn register(registry: &mut Registry) -> Result<(), ContextError> {
 }
 
 impl ContextStrategy for ReplyChain {
+    fn fresh(&self) -> Box<dyn ContextStrategy> {
+        Box::new(ReplyChain::new(self.params.clone()))
+    }
+
     fn name(&self) -> &str {
         NAME
     }

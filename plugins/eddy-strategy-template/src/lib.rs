@@ -48,6 +48,10 @@ pub fn register(registry: &mut Registry) -> Result<(), ContextError> {
 }
 
 impl ContextStrategy for Template {
+    fn fresh(&self) -> Box<dyn ContextStrategy> {
+        Box::new(Template::new(self.params.clone()))
+    }
+
     fn name(&self) -> &str {
         NAME
     }
