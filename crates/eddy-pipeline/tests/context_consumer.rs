@@ -379,10 +379,10 @@ fn the_history_is_a_bounded_window_kept_across_restarts() {
         })
         .collect();
     produce(&eddy, &chain);
-    let with_history = |n: usize| {
+    let spawn = |history: usize| {
         let mut c = config(dir.path());
-        c.history = n;
-        c
+        c.history = history;
+        RunningContext::spawn(eddy.cluster(), strategy("reply-chain"), None, c)
     };
     let thread_of_last = |running: &RunningContext| -> Vec<String> {
         let ctx = wait_for(&running.handle(), "w29");
@@ -392,13 +392,7 @@ fn the_history_is_a_bounded_window_kept_across_restarts() {
         let store = ContextStore::open(dir.path().join("context"), 1 << 30).unwrap();
         store.bounds().unwrap().unwrap()
     };
-    let running = RunningContext::spawn(
-        eddy.cluster(),
-        strategy("reply-chain"),
-        None,
-        with_history(4),
-    )
-    .unwrap();
+    let running = spawn(4).unwrap();
     let thread = thread_of_last(&running);
     // Between `history` and twice that remembered; the thread reaches back only that far.
     assert!((4..8).contains(&thread.len()), "{thread:?}");
@@ -414,35 +408,17 @@ fn the_history_is_a_bounded_window_kept_across_restarts() {
     assert_eq!(stored(), (first as u64, 30));
 
     // A restart replays the same window.
-    let running = RunningContext::spawn(
-        eddy.cluster(),
-        strategy("reply-chain"),
-        None,
-        with_history(4),
-    )
-    .unwrap();
+    let running = spawn(4).unwrap();
     assert_eq!(thread_of_last(&running), thread);
     running.stop().unwrap();
 
     // A restart with a shorter history forgets what is past it.
-    let running = RunningContext::spawn(
-        eddy.cluster(),
-        strategy("reply-chain"),
-        None,
-        with_history(2),
-    )
-    .unwrap();
+    let running = spawn(2).unwrap();
     assert_eq!(thread_of_last(&running), vec!["w28", "w29"]);
     running.stop().unwrap();
     assert_eq!(stored(), (28, 30));
 
     // A history of nothing is refused.
-    let err = RunningContext::spawn(
-        eddy.cluster(),
-        strategy("reply-chain"),
-        None,
-        with_history(0),
-    )
-    .unwrap_err();
+    let err = spawn(0).unwrap_err();
     assert!(err.to_string().contains("history"), "{err}");
 }
