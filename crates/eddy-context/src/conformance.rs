@@ -254,24 +254,7 @@ pub fn check(make: impl Fn() -> Box<dyn ContextStrategy>) {
     // Deterministic: a second instance fed the same messages answers the same.
     let mut a = make();
     let mut b = make();
-    for m in &chat {
-        assert_eq!(
-            a.observe(m),
-            b.observe(m),
-            "{}: assignments differ between instances",
-            a.name()
-        );
-    }
-    for m in &chat {
-        for budget in &budgets {
-            assert_eq!(
-                a.context_for(&m.message_id, budget),
-                b.context_for(&m.message_id, budget),
-                "{}: contexts differ between instances",
-                a.name()
-            );
-        }
-    }
+    assert_same_answers(a.as_mut(), b.as_mut(), &chat, &budgets, "a second instance");
 
     // `fresh()` of a used instance has observed nothing, and answers as a new one does.
     let mut f = a.fresh();
@@ -283,21 +266,39 @@ pub fn check(make: impl Fn() -> Box<dyn ContextStrategy>) {
         a.name()
     );
     let mut c = make();
-    for m in &chat {
+    assert_same_answers(
+        f.as_mut(),
+        c.as_mut(),
+        &chat,
+        &budgets,
+        "fresh() of a used one",
+    );
+}
+
+/// Feeds `chat` to both strategies; their assignments, and then every context under every
+/// budget, must be equal (`what` names `a` in the failure).
+fn assert_same_answers(
+    a: &mut dyn ContextStrategy,
+    b: &mut dyn ContextStrategy,
+    chat: &[ChatMessage],
+    budgets: &[Budget],
+    what: &str,
+) {
+    for m in chat {
         assert_eq!(
-            f.observe(m),
-            c.observe(m),
-            "{}: fresh() assigns differently from a new instance",
-            a.name()
+            a.observe(m),
+            b.observe(m),
+            "{}: assignments of {what} differ from a new instance's",
+            b.name()
         );
     }
-    for m in &chat {
-        for budget in &budgets {
+    for m in chat {
+        for budget in budgets {
             assert_eq!(
-                f.context_for(&m.message_id, budget),
-                c.context_for(&m.message_id, budget),
-                "{}: fresh() answers differently from a new instance",
-                a.name()
+                a.context_for(&m.message_id, budget),
+                b.context_for(&m.message_id, budget),
+                "{}: contexts of {what} differ from a new instance's",
+                b.name()
             );
         }
     }
