@@ -29,10 +29,12 @@ pub(crate) fn release_free() -> bool {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn release_free_runs_after_a_burst_is_freed() {
-        let burst: Vec<Vec<u8>> = (0..2_000).map(|i| vec![i as u8; 4_000]).collect();
-        drop(burst);
-        // Whether pages went back depends on the allocator's state; it must not fail.
-        let _ = super::release_free();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn freed_pages_go_back_to_the_system() {
+        // 16 MB in small blocks (served from an arena, not mmap), then all freed: the
+        // arena holds free pages that malloc_trim can hand back.
+        let burst: Vec<Vec<u8>> = (0..4_000).map(|i| vec![i as u8; 4_000]).collect();
+        drop(std::hint::black_box(burst));
+        assert!(super::release_free(), "nothing was given back");
     }
 }
