@@ -333,6 +333,21 @@ pub struct AlterIsr {
     pub isr: Vec<BrokerId>,
 }
 
+/// A leader whose append failed after its followers may have copied it asks for a new epoch
+/// for itself (see `ClusterMetadata::new_leader_epoch`). Answers the new epoch.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<i32, BrokerError>")]
+pub struct NewLeaderEpoch {
+    /// The topic.
+    pub topic: TopicName,
+    /// The partition index.
+    pub partition: u32,
+    /// The asking leader.
+    pub leader: BrokerId,
+    /// Its current epoch.
+    pub leader_epoch: i32,
+}
+
 /// Stops every broker and the controller.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]

@@ -387,6 +387,41 @@ impl ClusterMetadata {
         })
     }
 
+    /// A leader that cannot keep its log in step with what it handed to its followers (its
+    /// append failed after they may have copied it) asks for a new epoch: it stays leader, and
+    /// followers cut what they copied past its log end before fetching under the new epoch
+    /// (KIP-101). Refused when the leader or epoch is stale.
+    pub fn new_leader_epoch(
+        &mut self,
+        topic: &str,
+        index: u32,
+        leader: BrokerId,
+        leader_epoch: i32,
+    ) -> Result<Changes, BrokerError> {
+        let p = self.partition(topic, index)?.clone();
+        if p.leader != Some(leader) || p.leader_epoch != leader_epoch {
+            return Err(BrokerError::FencedLeaderEpoch {
+                topic: self.topic(topic)?.name.clone(),
+                partition: index,
+                requested: leader_epoch,
+                current: p.leader_epoch,
+            });
+        }
+        let mut c = self.update_partitions(|q, _| (q.id == p.id).then_some(true));
+        c.elections = 0; // the same leader: no election
+        Ok(c)
+    }
+
+    /// The cluster starts: every partition with a leader gets a new leader epoch. A leader
+    /// hands batches to followers before its own commit, so after a crash a follower may hold
+    /// records its leader lost; the new epoch makes the follower cut them before it fetches,
+    /// before the leader can write other records at the same offsets.
+    pub fn restarted(&mut self) -> Changes {
+        let mut c = self.update_partitions(|p, _| p.leader.is_some().then_some(true));
+        c.elections = 0; // the same leaders: no election
+        c
+    }
+
     /// A leader's request to change a partition's ISR (Kafka's AlterPartition). Refused when
     /// the leader or epoch is stale, or when the new set is not a set of live replicas holding
     /// the leader.
@@ -567,6 +602,39 @@ mod tests {
         assert_eq!(m.broker_returned(BrokerId(0)).elections, 1);
         let p = m.partition("a", 0).unwrap();
         assert_eq!((p.leader, p.leader_epoch), (Some(BrokerId(0)), 2));
+    }
+
+    #[test]
+    fn test_new_epochs_keep_leaders_and_refuse_stale_askers() {
+        let mut m = cluster(3);
+        m.create_topic(&topic("a", 3), &TopicDefaults::default())
+            .unwrap();
+        let leader = m.partition("a", 1).unwrap().leader.unwrap();
+        assert!(
+            m.new_leader_epoch("a", 1, leader, 5).is_err(),
+            "stale epoch"
+        );
+        let other = BrokerId((leader.0 + 1) % 3);
+        assert!(m.new_leader_epoch("a", 1, other, 0).is_err(), "not leader");
+        let c = m.new_leader_epoch("a", 1, leader, 0).unwrap();
+        assert_eq!((c.elections, c.partitions.len()), (0, 1));
+        let p = m.partition("a", 1).unwrap();
+        assert_eq!((p.leader, p.leader_epoch), (Some(leader), 1));
+        assert_eq!(m.partition("a", 0).unwrap().leader_epoch, 0);
+        // A start bumps every led partition, leaders unchanged; a leaderless one is left.
+        let c = m.restarted();
+        assert_eq!((c.elections, c.partitions.len()), (0, 3));
+        let epochs: Vec<i32> = (0..3)
+            .map(|i| m.partition("a", i).unwrap().leader_epoch)
+            .collect();
+        assert_eq!(epochs, vec![1, 2, 1]);
+        for b in 0..3 {
+            m.broker_failed(BrokerId(b));
+        }
+        let p = m.partition("a", 0).unwrap().clone();
+        assert_eq!(p.leader, None);
+        assert!(m.restarted().partitions.is_empty());
+        assert_eq!(m.partition("a", 0).unwrap().leader_epoch, p.leader_epoch);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!
 //! The rules are Kafka's:
 //! - a follower's position is the offset of its last fetch (it has everything before it);
+//!   it may be ahead of the leader's own durable log end, since the leader hands its batches
+//!   to followers while its own commit is under way, never past what it has handed out;
 //! - the high watermark is the smallest log end among the in-sync replicas, and never goes back
 //!   while this leader lasts;
 //! - a follower is caught up when it fetched from the leader's log end; one that has not been
@@ -49,6 +51,9 @@ pub struct LeaderState {
     isr: Vec<BrokerId>,
     followers: BTreeMap<BrokerId, Follower>,
     log_end: u64,
+    /// The end of the offsets the leader has given out: its log end plus the appends it has
+    /// queued and may have handed to followers.
+    assigned: u64,
     high_watermark: u64,
     lag_max: Duration,
     /// An ISR change sent to the controller and not answered yet.
@@ -86,6 +91,7 @@ impl LeaderState {
             isr: isr.to_vec(),
             followers,
             log_end,
+            assigned: log_end,
             high_watermark: high_watermark.min(log_end),
             lag_max,
             pending_isr: None,
@@ -125,6 +131,12 @@ impl LeaderState {
         self.followers.contains_key(&broker)
     }
 
+    /// Records that offsets up to `end` are given out (queued for the leader's log, and
+    /// followers may copy them before the leader's commit).
+    pub fn assigned(&mut self, end: u64) {
+        self.assigned = self.assigned.max(end);
+    }
+
     /// Records an append that moved the log end to `log_end`. Followers that had everything
     /// before it count as caught up until now. Returns the new high watermark if it moved
     /// (it does at once when the leader is the only in-sync replica).
@@ -144,11 +156,13 @@ impl LeaderState {
             }
         }
         self.log_end = log_end;
+        self.assigned = self.assigned.max(log_end);
         self.advance_high_watermark()
     }
 
-    /// Records a follower's fetch from `fetch_offset`. Returns the new high watermark if it
-    /// moved, and an ISR to propose if the follower just caught up.
+    /// Records a follower's fetch from `fetch_offset` (capped at what was given out). Returns
+    /// the new high watermark if it moved, and an ISR to propose if the follower just caught
+    /// up.
     pub fn follower_fetched(
         &mut self,
         follower: BrokerId,
@@ -158,7 +172,7 @@ impl LeaderState {
         let Some(f) = self.followers.get_mut(&follower) else {
             return (None, None);
         };
-        let end = fetch_offset.min(self.log_end);
+        let end = fetch_offset.min(self.assigned);
         f.log_end = Some(end);
         if end >= self.log_end {
             f.last_caught_up = now;
@@ -305,6 +319,27 @@ mod tests {
         // The mark never goes back, even if a follower reports less (it truncated).
         assert_eq!(s.follower_fetched(B2, 3, t), (None, None));
         assert_eq!(s.high_watermark(), 10);
+    }
+
+    #[test]
+    fn test_followers_ahead_of_the_leaders_commit_count_once_it_lands() {
+        let t = Instant::now();
+        let mut s = leader(t);
+        s.assigned(10);
+        // Both followers committed the handed batches before the leader's own commit.
+        assert_eq!(s.follower_fetched(B1, 10, t), (None, None));
+        assert_eq!(
+            s.follower_fetched(B2, 12, t),
+            (None, None),
+            "capped at what was given out"
+        );
+        assert_eq!(
+            s.high_watermark(),
+            0,
+            "the leader's own copy is not durable yet"
+        );
+        assert_eq!(s.appended(10, t), Some(10), "no further fetch needed");
+        assert_eq!(s.snapshot().followers.get(&2), Some(&Some(10)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use common::*;
 use eddy_broker::{BrokerError, NewTopic};
 use eddy_log::testing::batch_bytes;
 use eddy_log::AppendMode;
-use eddy_types::{Acks, BrokerId};
+use eddy_types::{Acks, BrokerId, ClassifyError, ErrorKind};
 
 const B0: BrokerId = BrokerId(0);
 const B1: BrokerId = BrokerId(1);
@@ -241,6 +241,72 @@ fn test_restarted_broker_truncates_its_divergent_tail_and_rejoins_the_isr() {
             vec![B0, B1, B2],
             "caught up, back in the ISR (replica order)"
         );
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_a_leader_append_failing_after_its_followers_copied_it_gets_a_new_epoch_and_they_cut_it() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t")).await.unwrap();
+        c.produce("t", 0, batch_bytes(4, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        // The followers wait at the leader for more (parked fetches).
+        settle(Duration::from_millis(200)).await;
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        let leader = p.leader.unwrap();
+        let leader_log = c.replica_log(leader).unwrap();
+        leader_log.fail_commits(true);
+        let err = c
+            .produce("t", 0, batch_bytes(3, 99, 8), Acks::All)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
+        settle(Duration::from_secs(1)).await;
+        // The leader handed the batch to its followers with its own commit, which failed:
+        // they hold records the leader does not.
+        let followers: Vec<u32> = (0..3).filter(|b| BrokerId(*b) != leader).collect();
+        assert!(
+            followers
+                .iter()
+                .any(|b| replica_contents(&c, *b, "t", 0).len() == 7),
+            "no follower copied the failed append before the leader's commit failed"
+        );
+        assert_eq!(replica_contents(&c, leader.0, "t", 0).len(), 4);
+        // Until the leader has a new epoch, produce is refused with the storage error (the
+        // controller cannot record the epoch in the failed directory either), and consumers
+        // see nothing past what was committed.
+        let again = c
+            .produce("t", 0, batch_bytes(1, 98, 8), Acks::All)
+            .await
+            .unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::StorageFull, "{again}");
+        let f = c.fetch("t", 0, 0, 1 << 20).await.unwrap();
+        assert_eq!(f.high_watermark, 4);
+
+        // The disk works again: a new epoch, same leader; the followers cut what the leader
+        // lacks before fetching under it; produce goes on at offset 4.
+        leader_log.fail_commits(false);
+        settle(Duration::from_secs(2)).await;
+        let q = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!(
+            (q.leader, q.leader_epoch),
+            (Some(leader), p.leader_epoch + 1)
+        );
+        let r = c
+            .produce("t", 0, batch_bytes(2, 5, 8), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 4);
+        let on_leader = replica_contents(&c, leader.0, "t", 0);
+        assert_eq!(on_leader.len(), 6);
+        assert!(on_leader.iter().all(|(_, ts)| *ts < 98));
+        for b in followers {
+            assert_eq!(replica_contents(&c, b, "t", 0), on_leader, "broker {b}");
+        }
         c.shutdown().await;
     });
 }

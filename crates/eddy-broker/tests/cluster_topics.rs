@@ -167,11 +167,26 @@ fn test_restart_brings_back_topics_leaders_epochs_and_records() {
     });
     paused(async {
         let c = start(dir.path()).await;
+        settle(Duration::from_millis(100)).await;
         let after = c.metadata();
+        // The same topics, assignments, leaders and ISRs; every led partition has a new
+        // leader epoch (a start fences whatever a follower copied that its leader lost).
         assert_eq!(
-            after.topics, before.topics,
-            "topics, assignments, leaders, epochs, ISRs"
+            after.topics.keys().collect::<Vec<_>>(),
+            before.topics.keys().collect::<Vec<_>>()
         );
+        for (name, t) in &before.topics {
+            let a = &after.topics[name];
+            assert_eq!(a.config, t.config);
+            for (p, q) in t.partitions.iter().zip(&a.partitions) {
+                assert_eq!(
+                    (p.id, &p.replicas, p.leader, &p.isr),
+                    (q.id, &q.replicas, q.leader, &q.isr)
+                );
+                assert!(p.leader.is_some());
+                assert_eq!(q.leader_epoch, p.leader_epoch + 1, "{name} {}", p.index);
+            }
+        }
         assert_eq!(after.next_partition_id, before.next_partition_id);
         let f = c.fetch("a", 0, 0, 1 << 20).await.unwrap();
         assert_eq!(offsets_and_timestamps(&f.records).len(), 7);

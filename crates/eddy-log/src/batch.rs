@@ -266,6 +266,73 @@ pub(crate) fn patch_header(buf: &mut [u8], base_offset: u64, leader_epoch: i32) 
     buf[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// Producer batches checked and given their offsets and leader epoch by a partition leader,
+/// before they are appended: the leader can hand the same bytes to its followers while its own
+/// commit is under way. Made by [`Stamped::new`]; appended by
+/// [`LogStore::append_stamped`](crate::LogStore::append_stamped), which writes them only at
+/// their base offset (nothing is written if the log's end has moved elsewhere).
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub(crate) bytes: bytes::Bytes,
+    pub(crate) spans: Vec<BatchSpan>,
+    base_offset: u64,
+    next_offset: u64,
+}
+
+impl Stamped {
+    /// Checks `records` as a producer's (sizes, magic, CRC-32C, codec, counts) and rewrites
+    /// each batch's base offset, from `base_offset` on, and its partition leader epoch. The
+    /// buffer is changed in place when nothing else holds it, else copied once.
+    pub fn new(
+        records: bytes::Bytes,
+        base_offset: u64,
+        leader_epoch: i32,
+    ) -> Result<Stamped, LogError> {
+        let mut spans = validate(&records, Origin::Producer)?;
+        let mut buf = match records.try_into_mut() {
+            Ok(unique) => unique,
+            Err(shared) => bytes::BytesMut::from(&shared[..]),
+        };
+        let mut next = base_offset;
+        for span in &mut spans {
+            patch_header(&mut buf[span.start..], next, leader_epoch);
+            span.header.base_offset = next as i64;
+            span.header.partition_leader_epoch = leader_epoch;
+            next += span.header.last_offset_delta as u64 + 1;
+        }
+        Ok(Stamped {
+            bytes: buf.freeze(),
+            spans,
+            base_offset,
+            next_offset: next,
+        })
+    }
+
+    /// The stamped batches, as they will be stored and served.
+    pub fn bytes(&self) -> &bytes::Bytes {
+        &self.bytes
+    }
+
+    /// Offset of the first record.
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    /// Offset after the last record.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The part of the batches from offset `from` (a batch's base offset) on, or `None` when
+    /// no batch starts there.
+    pub fn from_offset(&self, from: u64) -> Option<bytes::Bytes> {
+        self.spans
+            .iter()
+            .find(|s| s.header.base_offset as u64 == from)
+            .map(|s| self.bytes.slice(s.start..))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +404,28 @@ mod tests {
         assert_eq!(spans.len(), 2);
         assert_eq!(spans[1].start, spans[0].end());
         assert_eq!(spans[1].end(), buf.len());
+    }
+
+    #[test]
+    fn test_stamped_rewrites_offsets_and_epoch_and_slices_at_batches() {
+        let mut buf = crate::testing::batch_bytes(3, 1_000, 10).to_vec();
+        buf.extend_from_slice(&crate::testing::batch_bytes(2, 2_000, 10));
+        let s = Stamped::new(bytes::Bytes::from(buf), 40, 7).unwrap();
+        assert_eq!((s.base_offset(), s.next_offset()), (40, 45));
+        let heads: Vec<(i64, i32)> = validate(s.bytes(), Origin::Replica)
+            .unwrap()
+            .iter()
+            .map(|sp| (sp.header.base_offset, sp.header.partition_leader_epoch))
+            .collect();
+        assert_eq!(heads, vec![(40, 7), (43, 7)]);
+        let tail = s.from_offset(43).unwrap();
+        assert_eq!(BatchHeader::parse(&tail).unwrap().base_offset, 43);
+        assert!(s.from_offset(41).is_none());
+        // A shared buffer is copied, not changed under its other holder.
+        let shared = crate::testing::batch_bytes(1, 1, 10);
+        let keep = shared.clone();
+        Stamped::new(shared, 9, 1).unwrap();
+        assert_eq!(BatchHeader::parse(&keep).unwrap().base_offset, 0);
+        assert!(Stamped::new(bytes::Bytes::from_static(b"nope"), 0, 0).is_err());
     }
 }

@@ -64,7 +64,7 @@ mod store;
 pub mod testing;
 mod writer;
 
-pub use batch::{BatchHeader, HEADER_LEN};
+pub use batch::{BatchHeader, Stamped, HEADER_LEN};
 pub use config::{Durability, LogConfig, WriterMode};
 pub use error::LogError;
 pub use state::{EpochStart, PartitionConfig};

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::batch::{self, BatchHeader, Origin};
+use crate::batch::{self, BatchHeader, Origin, Stamped};
 use crate::config::{Durability, LogConfig, WriterMode};
 use crate::error::LogError;
 use crate::keys::{log_key_parts, state_key_partition, user_key, STATE_PREFIX};
@@ -275,6 +275,7 @@ impl LogStore {
         let ctx = ErrCtx {
             path: path.clone(),
             map_size: config.map_size,
+            failing: Default::default(),
         };
         std::fs::create_dir_all(dir).map_err(|e| ctx.heed(heed::Error::Io(e)))?;
         let view = open_view(dir, &config, false).map_err(|e| ctx.heed(e))?;
@@ -456,6 +457,29 @@ impl LogStore {
             mode,
         }])
         .and_then(|mut all| all.pop().unwrap_or(Err(LogError::WriterStopped)))
+    }
+
+    /// Fault injection for tests and drills: while `on`, every commit fails as on a full disk
+    /// ([`LogError::DiskFull`]) and writes nothing; reads go on.
+    pub fn fail_commits(&self, on: bool) {
+        self.inner.ctx.failing.store(on, Ordering::Relaxed);
+    }
+
+    /// Appends batches a leader has already checked and stamped ([`Stamped`]): they are
+    /// written only if the partition's log ends at their base offset, else refused with
+    /// [`LogError::NonContiguousReplicaAppend`] and nothing is written. So once one append
+    /// of a leader fails, the ones it queued after it fail too, and the log never has a gap.
+    pub fn append_stamped(&self, partition: PartitionId, stamped: Stamped) -> Pending<Appended> {
+        let prepared = PreparedAppend {
+            partition,
+            bytes: stamped.bytes,
+            spans: stamped.spans,
+            mode: AppendMode::Replica,
+        };
+        self.submit(WriteOp::Append(vec![prepared]), |o| match o {
+            Outcome::Appended(mut written) => written.pop().unwrap_or(Err(LogError::WriterStopped)),
+            other => unexpected(other),
+        })
     }
 
     /// Registers partitions, all or none: fails with [`LogError::PartitionExists`] if any exists.

@@ -14,7 +14,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -176,6 +176,8 @@ pub(crate) struct WriterStats {
 pub(crate) struct ErrCtx {
     pub(crate) path: String,
     pub(crate) map_size: usize,
+    /// Fault injection: while set, every commit fails as on a full disk.
+    pub(crate) failing: Arc<AtomicBool>,
 }
 
 impl ErrCtx {
@@ -589,6 +591,11 @@ fn try_commit<'a>(
     ctx: &ErrCtx,
     ops: impl Iterator<Item = &'a WriteOp>,
 ) -> Result<Vec<Result<Outcome, LogError>>, LogError> {
+    if ctx.failing.load(Ordering::Relaxed) {
+        return Err(LogError::DiskFull {
+            path: ctx.path.clone(),
+        });
+    }
     let mut txn = env.write_txn().map_err(|e| ctx.heed(e))?;
     let mut outcomes = Vec::new();
     for op in ops {

@@ -6,7 +6,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use eddy_log::testing::{batch_bytes, batch_with};
-use eddy_log::{AppendMode, AppendRequest, BatchHeader, LogError, PartitionConfig};
+use eddy_log::{AppendMode, AppendRequest, BatchHeader, LogError, PartitionConfig, Stamped};
 use eddy_types::{ClassifyError, ErrorKind, PartitionId};
 use kafka_protocol::records::Compression;
 use std::sync::Arc;
@@ -351,6 +351,43 @@ fn test_replica_append_keeps_offsets_and_must_be_contiguous() {
         "replica bytes differ from the leader's"
     );
     assert_eq!(log.epochs(follower).unwrap(), log.epochs(leader).unwrap());
+}
+
+#[test]
+fn test_stamped_appends_land_only_at_their_base_offset_and_queue_behind_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1, 2]);
+    let (p, other) = (PartitionId(1), PartitionId(2));
+    // A leader stamps two requests before either is committed; both queue.
+    let first = Stamped::new(batch_bytes(3, 0, 8), 0, 4).unwrap();
+    let second = Stamped::new(batch_bytes(2, 0, 8), first.next_offset(), 4).unwrap();
+    let (a, b) = (
+        log.append_stamped(p, first.clone()),
+        log.append_stamped(p, second.clone()),
+    );
+    let (a, b) = (a.wait().unwrap(), b.wait().unwrap());
+    assert_eq!(
+        (a.base_offset, a.last_offset, b.base_offset, b.last_offset),
+        (0, 2, 3, 4)
+    );
+    // Stored as stamped: what a follower was handed is what the leader keeps.
+    let mut handed = first.bytes().to_vec();
+    handed.extend_from_slice(second.bytes());
+    assert_eq!(log.read(p, 0, usize::MAX).unwrap().records, handed);
+    assert_eq!(log.epochs(p).unwrap()[0].epoch, 4);
+
+    // One that does not start at the log end (its predecessor failed) writes nothing.
+    let gap = Stamped::new(batch_bytes(1, 0, 8), 7, 4).unwrap();
+    let err = log.append_stamped(other, gap).wait().unwrap_err();
+    assert!(matches!(
+        err,
+        LogError::NonContiguousReplicaAppend {
+            expected: 0,
+            got: 7,
+            ..
+        }
+    ));
+    assert_eq!(log.offsets(other).unwrap().log_end, 0);
 }
 
 #[test]

@@ -23,8 +23,8 @@ use crate::config::ClusterConfig;
 use crate::error::BrokerError;
 use crate::messages::{
     AlterIsr, BrokerGone, CreatePartitions, CreateTopic, CreateTopics, DeleteTopic, Heartbeat,
-    InitProducerId, PartitionsChanged, PartitionsDeleted, ProducerIdentity, Shutdown,
-    ShutdownCluster, StartBroker, StopBroker,
+    InitProducerId, NewLeaderEpoch, PartitionsChanged, PartitionsDeleted, ProducerIdentity,
+    Shutdown, ShutdownCluster, StartBroker, StopBroker,
 };
 use crate::metadata::{
     Changes, ClusterMetadata, ClusterRecord, MetadataView, PartitionMeta, TopicMeta,
@@ -120,7 +120,53 @@ pub(crate) async fn load(
                 .await?;
         }
     }
+    // Every led partition gets a new leader epoch before any broker runs: a leader hands
+    // batches to its followers before its own commit, so after a crash a follower may hold
+    // records its leader lost; under the new epoch the follower cuts them (KIP-101) before it
+    // fetches, and before the leader can write other records at those offsets.
+    let bumped = meta.restarted();
+    if !bumped.topics.is_empty() {
+        let changed: Vec<TopicName> = bumped.topics.iter().cloned().collect();
+        if let Err(e) = persist_to(stores, &meta, &changed, &[]).await {
+            // Still used for this run, whose followers it fences; unpersisted, the next start
+            // may hand out the same epochs again.
+            warn!(error = %e, "cannot persist the start's new leader epochs");
+        }
+    }
     Ok(meta)
+}
+
+/// Persists the cluster record, the `changed` topics and tombstones for `deleted`, in every
+/// broker's log directory (`stores`).
+fn persist_to(
+    stores: &[LogStore],
+    next: &ClusterMetadata,
+    changed: &[TopicName],
+    deleted: &[TopicName],
+) -> impl Future<Output = Result<(), BrokerError>> + 'static {
+    let mut records: Vec<(Vec<u8>, MetaRecord)> =
+        vec![(CLUSTER_KEY.to_vec(), MetaRecord::Cluster(next.record()))];
+    for name in changed {
+        if let Some(t) = next.topics.get(name) {
+            records.push((topic_key(name), MetaRecord::Topic((**t).clone())));
+        }
+    }
+    for name in deleted {
+        records.push((
+            topic_key(name),
+            MetaRecord::Deleted {
+                version: next.version,
+            },
+        ));
+    }
+    let refs: Vec<(&[u8], &MetaRecord)> = records.iter().map(|(k, v)| (k.as_slice(), v)).collect();
+    let pending: Vec<_> = stores.iter().map(|s| s.put_meta(&refs)).collect();
+    async move {
+        for p in pending {
+            p.await?;
+        }
+        Ok(())
+    }
 }
 
 fn partition_config(t: &TopicMeta) -> PartitionConfig {
@@ -207,6 +253,7 @@ impl Controller {
             view: self.view.clone(),
             directory: self.directory.clone(),
             controller: ctx.address().recipient(),
+            new_epoch: ctx.address().recipient(),
             config: self.config.clone(),
             producers: Default::default(),
             fetching_paused: Default::default(),
@@ -233,30 +280,7 @@ impl Controller {
         changed: &[TopicName],
         deleted: &[TopicName],
     ) -> impl Future<Output = Result<(), BrokerError>> + 'static {
-        let mut records: Vec<(Vec<u8>, MetaRecord)> =
-            vec![(CLUSTER_KEY.to_vec(), MetaRecord::Cluster(next.record()))];
-        for name in changed {
-            if let Some(t) = next.topics.get(name) {
-                records.push((topic_key(name), MetaRecord::Topic((**t).clone())));
-            }
-        }
-        for name in deleted {
-            records.push((
-                topic_key(name),
-                MetaRecord::Deleted {
-                    version: next.version,
-                },
-            ));
-        }
-        let refs: Vec<(&[u8], &MetaRecord)> =
-            records.iter().map(|(k, v)| (k.as_slice(), v)).collect();
-        let pending: Vec<_> = self.stores.iter().map(|s| s.put_meta(&refs)).collect();
-        async move {
-            for p in pending {
-                p.await?;
-            }
-            Ok(())
-        }
+        persist_to(&self.stores, next, changed, deleted)
     }
 
     /// Creates `parts` of `topic` in the log directory of each broker holding a replica, then
@@ -569,6 +593,26 @@ impl Handler<AlterIsr> for Controller {
                 Ok((c, Vec::new()))
             },
             move |m| Ok(m.partition(topic.as_str(), index)?.isr.clone()),
+        )
+    }
+}
+
+impl Handler<NewLeaderEpoch> for Controller {
+    type Result = Atomic<i32>;
+
+    fn handle(&mut self, msg: NewLeaderEpoch, _ctx: &mut Context<Self>) -> Self::Result {
+        let (topic, index) = (msg.topic.clone(), msg.partition);
+        self.change(
+            move |next| {
+                let c = next.new_leader_epoch(
+                    msg.topic.as_str(),
+                    msg.partition,
+                    msg.leader,
+                    msg.leader_epoch,
+                )?;
+                Ok((c, Vec::new()))
+            },
+            move |m| Ok(m.partition(topic.as_str(), index)?.leader_epoch),
         )
     }
 }

@@ -10,7 +10,7 @@ use eddy_log::{BatchHeader, LogStore};
 use eddy_types::{BrokerId, PartitionId};
 
 use crate::config::ClusterConfig;
-use crate::messages::AlterIsr;
+use crate::messages::{AlterIsr, NewLeaderEpoch};
 use crate::metadata::MetadataView;
 use crate::producers::{BatchIdentity, ProducerTable};
 
@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) view: MetadataView,
     pub(crate) directory: Directory,
     pub(crate) controller: Recipient<AlterIsr>,
+    /// The controller, for a leader's new epoch after a failed append.
+    pub(crate) new_epoch: Recipient<NewLeaderEpoch>,
     pub(crate) config: Arc<ClusterConfig>,
     /// Idempotent-producer state of the partitions this broker leads or follows. Kept at the
     /// broker, not in the partition actors, so it survives their idle stops and a follower has

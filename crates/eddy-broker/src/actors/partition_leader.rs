@@ -5,13 +5,21 @@
 //! passes their records. The replication rules live in [`LeaderState`]; this actor feeds it
 //! events and carries out what it returns. Started by its broker on the first request, stopped
 //! when idle (nothing in flight, nothing parked, no request for `partition_idle_timeout`).
+//!
+//! It gives each request its offsets itself ([`Stamped`]) and hands the stamped batches to
+//! parked follower fetches as soon as it queues them for its own log: the leader's commit and
+//! the followers' run at the same time, not one after the other, and the high watermark (the
+//! smallest durable log end of the ISR, the leader's included) passes the records once the
+//! slower of them lands. If an append fails after followers may have copied it, the leader
+//! refuses produce until the controller has given it a new leader epoch, under which the
+//! followers cut what the leader does not have (KIP-101) before they fetch again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use eddy_log::{AppendMode, Appended, LogError};
+use eddy_log::{Appended, LogError, Stamped};
 use eddy_types::{Acks, BrokerId, PartitionId, TopicName};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -21,8 +29,9 @@ use super::{headers, now, HwCheckpoint, Shared};
 use crate::error::BrokerError;
 use crate::messages::{
     AlterIsr, DeleteRecords, EnsureFollower, EpochEndReply, Fetch, FetchReply, LeaderEpochEnd,
-    LeaderSnapshot, ListOffsets, ObserveLeader, OffsetsReply, PartitionIdle, PartitionStopped,
-    Produce, ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role, Shutdown,
+    LeaderSnapshot, ListOffsets, NewLeaderEpoch, ObserveLeader, OffsetsReply, PartitionIdle,
+    PartitionStopped, Produce, ProduceReply, Refresh, ReplicaFetchReply, ReplicateFrom, Role,
+    Shutdown,
 };
 use crate::metadata::PartitionMeta;
 use crate::producers::{BatchIdentity, Check};
@@ -30,6 +39,8 @@ use crate::replication::LeaderState;
 
 /// How often the leader checks deadlines, follower lag and idleness.
 const TICK: Duration = Duration::from_millis(100);
+/// Wait before asking the controller again for a new epoch it refused.
+const EPOCH_RETRY: Duration = Duration::from_secs(1);
 
 type Reply<T> = oneshot::Sender<Result<T, BrokerError>>;
 
@@ -79,6 +90,20 @@ pub(crate) struct PartitionLeader {
     parked: Vec<Parked>,
     /// Appends submitted to the log and not answered yet.
     inflight: usize,
+    /// Offset the next appended record gets: the log end plus the queued appends.
+    next_offset: u64,
+    /// The queued appends, oldest first, until their commit is answered: parked follower
+    /// fetches are served from them.
+    unflushed: VecDeque<Stamped>,
+    /// The end of what followers were handed from `unflushed`.
+    handed_end: u64,
+    /// An append failed: produce is refused with this error until the queue has drained
+    /// (and, if followers may hold what failed, until a new leader epoch).
+    failure: Option<BrokerError>,
+    /// A new leader epoch has been asked of the controller and not answered yet.
+    epoch_asked: bool,
+    /// When to ask again after a refusal.
+    next_epoch_ask: Instant,
     /// Messages handled (the broker compares it with what it sent before stopping us).
     received: u64,
     last_activity: Instant,
@@ -165,6 +190,12 @@ impl PartitionLeader {
             waiting: VecDeque::new(),
             parked: Vec::new(),
             inflight: 0,
+            next_offset: offsets.log_end,
+            unflushed: VecDeque::new(),
+            handed_end: offsets.log_end,
+            failure: None,
+            epoch_asked: false,
+            next_epoch_ask: t,
             received: 0,
             last_activity: t,
             idle_reported: false,
@@ -239,11 +270,12 @@ impl PartitionLeader {
     fn high_watermark_moved(&mut self) {
         self.hw_gauge.set(self.repl.high_watermark() as f64);
         self.release_acks();
-        self.serve_parked(false);
+        self.serve_parked(false, false);
     }
 
-    /// Answers parked fetches that now have something, or whose wait ended (`expire`).
-    fn serve_parked(&mut self, expire: bool) {
+    /// Answers parked fetches that now have something, or whose wait ended (`expire`); only
+    /// the followers' with `replicas_only` (a queued append has nothing for consumers).
+    fn serve_parked(&mut self, expire: bool, replicas_only: bool) {
         if self.parked.is_empty() {
             return;
         }
@@ -251,6 +283,7 @@ impl PartitionLeader {
         let parked = std::mem::take(&mut self.parked);
         for p in parked {
             match p {
+                p @ Parked::Consumer { .. } if replicas_only => self.parked.push(p),
                 Parked::Consumer { msg, tx, deadline } => {
                     let done = expire && t >= deadline;
                     match self.read_for_consumer(&msg) {
@@ -294,26 +327,147 @@ impl PartitionLeader {
         })
     }
 
-    fn read_for_replica(&self, msg: &ReplicateFrom) -> Result<ReplicaFetchReply, BrokerError> {
-        let f = self
-            .shared
-            .log
-            .read(self.pid, msg.fetch_offset, msg.max_bytes)?;
+    /// What a follower at `msg.fetch_offset` gets: stored batches below the log end this
+    /// actor knows committed, past it the queued append that starts there.
+    fn read_for_replica(&mut self, msg: &ReplicateFrom) -> Result<ReplicaFetchReply, BrokerError> {
+        let durable = self.repl.log_end();
+        if msg.fetch_offset < durable {
+            let f = self
+                .shared
+                .log
+                .read(self.pid, msg.fetch_offset, msg.max_bytes)?;
+            return Ok(ReplicaFetchReply {
+                records: f.records,
+                high_watermark: self.repl.high_watermark(),
+                log_start: f.offsets.log_start,
+                log_end: durable,
+            });
+        }
+        // The queued appends from the one holding the fetch offset on, whole, up to
+        // `max_bytes` (at least one); joined only when there is more than one.
+        let mut parts: Vec<bytes::Bytes> = Vec::new();
+        let (mut size, mut end) = (0usize, self.handed_end);
+        for s in self.unflushed.iter() {
+            let part = if parts.is_empty() {
+                if !(s.base_offset() <= msg.fetch_offset && msg.fetch_offset < s.next_offset()) {
+                    continue;
+                }
+                match s.from_offset(msg.fetch_offset) {
+                    Some(p) => p,
+                    None => break,
+                }
+            } else if size + s.bytes().len() > msg.max_bytes {
+                break;
+            } else {
+                s.bytes().clone()
+            };
+            size += part.len();
+            end = end.max(s.next_offset());
+            parts.push(part);
+        }
+        self.handed_end = end;
+        let records = match parts.len() {
+            0 => bytes::Bytes::new(),
+            1 => parts.pop().unwrap_or_default(),
+            _ => {
+                let mut joined = bytes::BytesMut::with_capacity(size);
+                for p in &parts {
+                    joined.extend_from_slice(p);
+                }
+                joined.freeze()
+            }
+        };
         Ok(ReplicaFetchReply {
-            records: f.records,
+            records,
             high_watermark: self.repl.high_watermark(),
-            log_start: f.offsets.log_start,
-            log_end: f.offsets.log_end,
+            log_start: self.shared.log.offsets(self.pid)?.log_start,
+            log_end: durable,
         })
+    }
+
+    /// An append was queued: hand it to the followers waiting for records, and wake the
+    /// ones not fetching.
+    fn queued(&mut self, stamped: Stamped) {
+        self.next_offset = stamped.next_offset();
+        self.repl.assigned(self.next_offset);
+        self.unflushed.push_back(stamped);
+        self.serve_parked(false, true);
+        self.wake_followers(now());
+    }
+
+    /// The append that starts at `base` failed with `e`. Returns the error to answer its
+    /// producer with: the first failure's, for the appends queued behind it (they fail
+    /// because it did).
+    fn append_failed(&mut self, base: u64, e: BrokerError, ctx: &mut Context<Self>) -> BrokerError {
+        self.unflushed.retain(|s| s.base_offset() != base);
+        let answer = match &self.failure {
+            Some(first) => first.clone(),
+            None => {
+                warn!(topic = %self.topic, partition = self.index, offset = base, error = %e, "append failed; refusing produce until the queue drains");
+                self.failure = Some(e.clone());
+                e
+            }
+        };
+        self.recover(ctx);
+        answer
+    }
+
+    /// After a failure, once nothing is queued: go on from the log's end if no follower was
+    /// handed anything past it, else ask for a new leader epoch first.
+    fn recover(&mut self, ctx: &mut Context<Self>) {
+        if self.failure.is_none() || !self.unflushed.is_empty() || self.inflight > 0 {
+            return;
+        }
+        let end = self.repl.log_end();
+        if self.handed_end <= end {
+            info!(topic = %self.topic, partition = self.index, log_end = end, "append queue drained after a failure; taking produce again");
+            self.next_offset = end;
+            self.failure = None;
+            return;
+        }
+        if self.epoch_asked || now() < self.next_epoch_ask {
+            return;
+        }
+        warn!(topic = %self.topic, partition = self.index, log_end = end, handed = self.handed_end, "followers may hold records this leader failed to append; asking for a new leader epoch");
+        self.epoch_asked = true;
+        let request = NewLeaderEpoch {
+            topic: self.topic.clone(),
+            partition: self.index,
+            leader: self.shared.id,
+            leader_epoch: self.epoch,
+        };
+        let fut = self.shared.new_epoch.send(request);
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.epoch_asked = false;
+            match res.map_err(BrokerError::from).and_then(|r| r) {
+                Ok(epoch) => {
+                    info!(topic = %act.topic, partition = act.index, epoch, "new leader epoch; restarting as its leader");
+                    act.step_down(ctx);
+                }
+                // Asked again a second later (the metadata may be on the failed disk too).
+                Err(e) => {
+                    warn!(topic = %act.topic, partition = act.index, error = %e, "new leader epoch refused");
+                    act.next_epoch_ask = now() + EPOCH_RETRY;
+                }
+            }
+        }));
     }
 
     /// An append finished: move the log end, wake followers, serve parked replica fetches.
     fn appended(&mut self, a: &Appended) {
+        let end = a.last_offset + 1;
+        while self
+            .unflushed
+            .front()
+            .is_some_and(|s| s.next_offset() <= end)
+        {
+            self.unflushed.pop_front();
+        }
         let t = now();
         if let Some(_hw) = self.repl.appended(a.last_offset + 1, t) {
             self.high_watermark_moved();
         }
-        self.serve_parked(false);
+        self.serve_parked(false, false);
         self.wake_followers(t);
     }
 
@@ -414,7 +568,10 @@ impl PartitionLeader {
                 let _ = w.tx.send(Err(BrokerError::Timeout("acks=all produce")));
             }
         }
-        self.serve_parked(true);
+        self.serve_parked(true, false);
+        if self.failure.is_some() {
+            self.recover(ctx);
+        }
         // Records not yet committed (a new leader's, or one restarted) need the followers,
         // even when no new append comes to wake them.
         if self.repl.high_watermark() < self.repl.log_end() {
@@ -429,6 +586,8 @@ impl PartitionLeader {
         if idle
             && !self.idle_reported
             && self.inflight == 0
+            // A leader waiting for a new epoch must not be replaced by one under the old.
+            && self.failure.is_none()
             && self.waiting.is_empty()
             && self.parked.is_empty()
             && !self.repl.isr_change_pending()
@@ -497,6 +656,11 @@ impl Handler<Produce> for PartitionLeader {
                 isr,
                 min: self.min_insync,
             }));
+            return Box::pin(answer);
+        }
+        if let Some(e) = &self.failure {
+            metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => self.topic.to_string(), "error" => format!("{:?}", eddy_types::ClassifyError::kind(e))).increment(1);
+            let _ = tx.send(Err(e.clone()));
             return Box::pin(answer);
         }
         // Idempotent producers: a retried batch is answered with its first offsets, a gap or
@@ -577,14 +741,27 @@ impl Handler<Produce> for PartitionLeader {
             None => {}
         }
         let bytes = msg.records.len() as u64;
-        let pending = self.shared.log.append_one(
-            self.pid,
-            msg.records,
-            AppendMode::Leader {
-                leader_epoch: self.epoch,
-            },
-        );
+        let topic = self.topic.to_string();
+        let stamped = match Stamped::new(msg.records, self.next_offset, self.epoch) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(id) = tracked {
+                    self.shared
+                        .producers
+                        .lock()
+                        .entry(self.pid)
+                        .or_default()
+                        .forget(id.producer_id);
+                }
+                metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic, "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
+                let _ = tx.send(Err(e.into()));
+                return Box::pin(answer);
+            }
+        };
+        let base = stamped.base_offset();
+        let pending = self.shared.log.append_stamped(self.pid, stamped.clone());
         self.inflight += 1;
+        self.queued(stamped);
         let mut tx = Some(tx);
         if msg.acks == Acks::None {
             if let Some(tx) = tx.take() {
@@ -595,10 +772,9 @@ impl Handler<Produce> for PartitionLeader {
                 }));
             }
         }
-        let topic = self.topic.to_string();
         let acks = msg.acks;
         let deadline = started + msg.timeout;
-        ctx.spawn(pending.into_actor(self).map(move |res: Result<Appended, LogError>, act, _| {
+        ctx.spawn(pending.into_actor(self).map(move |res: Result<Appended, LogError>, act, ctx| {
             act.inflight -= 1;
             let a = match res {
                 Ok(a) => a,
@@ -608,9 +784,10 @@ impl Handler<Produce> for PartitionLeader {
                         // so its retry is accepted as a new batch.
                         act.shared.producers.lock().entry(act.pid).or_default().forget(id.producer_id);
                     }
+                    let e = act.append_failed(base, e.into(), ctx);
                     metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic, "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
                     if let Some(tx) = tx {
-                        let _ = tx.send(Err(e.into()));
+                        let _ = tx.send(Err(e));
                     }
                     return;
                 }
