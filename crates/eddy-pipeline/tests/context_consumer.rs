@@ -384,16 +384,25 @@ fn the_history_is_a_bounded_window_kept_across_restarts() {
         c.history = history;
         RunningContext::spawn(eddy.cluster(), strategy("reply-chain"), None, c)
     };
-    let thread_of_last = |running: &RunningContext| -> Vec<String> {
-        let ctx = wait_for(&running.handle(), "w29");
-        ctx.thread.iter().map(|m| m.message_id.clone()).collect()
+    // The window holds once a poll's batch is processed: while the consumer is inside one
+    // (the 30 may come in a single batch), readers can see more. Waits for that.
+    let thread_of_last = |running: &RunningContext, history: usize| -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ctx = wait_for(&running.handle(), "w29");
+            let thread: Vec<String> = ctx.thread.iter().map(|m| m.message_id.clone()).collect();
+            if thread.len() < 2 * history || Instant::now() > deadline {
+                return thread;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
     let stored = || {
         let store = ContextStore::open(dir.path().join("context"), 1 << 30).unwrap();
         store.bounds().unwrap().unwrap()
     };
     let running = spawn(4).unwrap();
-    let thread = thread_of_last(&running);
+    let thread = thread_of_last(&running, 4);
     // Between `history` and twice that remembered; the thread reaches back only that far.
     assert!((4..8).contains(&thread.len()), "{thread:?}");
     assert_eq!(thread.last().map(String::as_str), Some("w29"));
@@ -409,12 +418,12 @@ fn the_history_is_a_bounded_window_kept_across_restarts() {
 
     // A restart replays the same window.
     let running = spawn(4).unwrap();
-    assert_eq!(thread_of_last(&running), thread);
+    assert_eq!(thread_of_last(&running, 4), thread);
     running.stop().unwrap();
 
     // A restart with a shorter history forgets what is past it.
     let running = spawn(2).unwrap();
-    assert_eq!(thread_of_last(&running), vec!["w28", "w29"]);
+    assert_eq!(thread_of_last(&running, 2), vec!["w28", "w29"]);
     running.stop().unwrap();
     assert_eq!(stored(), (28, 30));
 
