@@ -387,6 +387,26 @@ impl ClusterMetadata {
         })
     }
 
+    /// The partition, if `leader` leads it in `leader_epoch`; else `FencedLeaderEpoch`.
+    fn leaders_partition(
+        &self,
+        topic: &str,
+        index: u32,
+        leader: BrokerId,
+        leader_epoch: i32,
+    ) -> Result<PartitionMeta, BrokerError> {
+        let p = self.partition(topic, index)?;
+        if p.leader != Some(leader) || p.leader_epoch != leader_epoch {
+            return Err(BrokerError::FencedLeaderEpoch {
+                topic: self.topic(topic)?.name.clone(),
+                partition: index,
+                requested: leader_epoch,
+                current: p.leader_epoch,
+            });
+        }
+        Ok(p.clone())
+    }
+
     /// A leader that cannot keep its log in step with what it handed to its followers (its
     /// append failed after they may have copied it) asks for a new epoch: it stays leader, and
     /// followers cut what they copied past its log end before fetching under the new epoch
@@ -398,15 +418,7 @@ impl ClusterMetadata {
         leader: BrokerId,
         leader_epoch: i32,
     ) -> Result<Changes, BrokerError> {
-        let p = self.partition(topic, index)?.clone();
-        if p.leader != Some(leader) || p.leader_epoch != leader_epoch {
-            return Err(BrokerError::FencedLeaderEpoch {
-                topic: self.topic(topic)?.name.clone(),
-                partition: index,
-                requested: leader_epoch,
-                current: p.leader_epoch,
-            });
-        }
+        let p = self.leaders_partition(topic, index, leader, leader_epoch)?;
         let mut c = self.update_partitions(|q, _| (q.id == p.id).then_some(true));
         c.elections = 0; // the same leader: no election
         Ok(c)
@@ -433,16 +445,8 @@ impl ClusterMetadata {
         leader_epoch: i32,
         isr: &[BrokerId],
     ) -> Result<Changes, BrokerError> {
-        let p = self.partition(topic, index)?.clone();
+        let p = self.leaders_partition(topic, index, leader, leader_epoch)?;
         let name = self.topic(topic)?.name.clone();
-        if p.leader != Some(leader) || p.leader_epoch != leader_epoch {
-            return Err(BrokerError::FencedLeaderEpoch {
-                topic: name,
-                partition: index,
-                requested: leader_epoch,
-                current: p.leader_epoch,
-            });
-        }
         let added_dead = isr
             .iter()
             .any(|b| !p.isr.contains(b) && !self.alive.contains(b));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use eddy_broker::{BrokerError, NewTopic};
 use eddy_log::testing::batch_bytes;
-use eddy_log::AppendMode;
+use eddy_log::{AppendMode, Stamped};
 use eddy_types::{Acks, BrokerId, ClassifyError, ErrorKind};
 
 const B0: BrokerId = BrokerId(0);
@@ -307,6 +307,51 @@ fn test_a_leader_append_failing_after_its_followers_copied_it_gets_a_new_epoch_a
         for b in followers {
             assert_eq!(replica_contents(&c, b, "t", 0), on_leader, "broker {b}");
         }
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_after_a_restart_a_follower_ahead_of_its_leader_cuts_what_the_leader_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, follower, epoch) = paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t")).await.unwrap();
+        c.produce("t", 0, batch_bytes(4, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        let leader = p.leader.unwrap();
+        let follower = *p.replicas.iter().find(|b| **b != leader).unwrap();
+        // What a crash can leave: the follower committed a batch its leader had handed it,
+        // and the leader's own commit of it was lost.
+        c.set_replica_fetching(follower, false).await.unwrap();
+        let handed = Stamped::new(batch_bytes(3, 99, 8), 4, p.leader_epoch).unwrap();
+        c.replica_log(follower)
+            .unwrap()
+            .append_stamped(p.id, handed)
+            .await
+            .unwrap();
+        assert_eq!(replica_contents(&c, follower.0, "t", 0).len(), 7);
+        c.shutdown().await;
+        settle(Duration::from_millis(100)).await;
+        (leader, follower, p.leader_epoch)
+    });
+    paused(async {
+        let c = start(dir.path()).await;
+        // Same leader, new epoch: the follower cuts its tail before fetching, whatever the
+        // leader writes at those offsets first.
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        assert_eq!((p.leader, p.leader_epoch), (Some(leader), epoch + 1));
+        let r = c
+            .produce("t", 0, batch_bytes(2, 5, 8), Acks::All)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 4);
+        settle(Duration::from_secs(2)).await;
+        let on_leader = replica_contents(&c, leader.0, "t", 0);
+        assert_eq!(on_leader.len(), 6);
+        assert_eq!(replica_contents(&c, follower.0, "t", 0), on_leader);
         c.shutdown().await;
     });
 }

@@ -414,6 +414,7 @@ impl Handler<PartitionsDeleted> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionsDeleted, _ctx: &mut Context<Self>) {
+        let mut tables = self.shared.producers.lock();
         for pid in msg.partitions {
             if let Some(r) = self.leaders.remove(&pid) {
                 r.addr.do_send(Shutdown);
@@ -421,6 +422,7 @@ impl Handler<PartitionsDeleted> for Broker {
             if let Some(r) = self.followers.remove(&pid) {
                 r.addr.do_send(Shutdown);
             }
+            tables.remove(&pid);
         }
     }
 }
