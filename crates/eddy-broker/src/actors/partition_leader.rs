@@ -464,7 +464,7 @@ impl PartitionLeader {
             self.unflushed.pop_front();
         }
         let t = now();
-        if let Some(_hw) = self.repl.appended(a.last_offset + 1, t) {
+        if let Some(_hw) = self.repl.appended(end, t) {
             self.high_watermark_moved();
         }
         self.serve_parked(false, false);
@@ -615,6 +615,11 @@ impl PartitionLeader {
     }
 }
 
+/// Counts a refused produce by its error's kind.
+fn count_refusal(topic: &TopicName, e: &impl eddy_types::ClassifyError) {
+    metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic.to_string(), "error" => format!("{:?}", e.kind())).increment(1);
+}
+
 fn record_latency(acks: &'static str, started: Instant) {
     metrics::histogram!(eddy_metrics::PRODUCE_LATENCY, "acks" => acks)
         .record(now().saturating_duration_since(started).as_secs_f64());
@@ -659,7 +664,7 @@ impl Handler<Produce> for PartitionLeader {
             return Box::pin(answer);
         }
         if let Some(e) = &self.failure {
-            metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => self.topic.to_string(), "error" => format!("{:?}", eddy_types::ClassifyError::kind(e))).increment(1);
+            count_refusal(&self.topic, e);
             let _ = tx.send(Err(e.clone()));
             return Box::pin(answer);
         }
@@ -719,7 +724,7 @@ impl Handler<Produce> for PartitionLeader {
         }
         match early {
             Some(Err(e)) => {
-                metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => self.topic.to_string(), "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
+                count_refusal(&self.topic, &e);
                 let _ = tx.send(Err(e));
                 return Box::pin(answer);
             }
@@ -753,7 +758,7 @@ impl Handler<Produce> for PartitionLeader {
                         .or_default()
                         .forget(id.producer_id);
                 }
-                metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic, "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
+                count_refusal(&self.topic, &e);
                 let _ = tx.send(Err(e.into()));
                 return Box::pin(answer);
             }
@@ -774,39 +779,51 @@ impl Handler<Produce> for PartitionLeader {
         }
         let acks = msg.acks;
         let deadline = started + msg.timeout;
-        ctx.spawn(pending.into_actor(self).map(move |res: Result<Appended, LogError>, act, ctx| {
-            act.inflight -= 1;
-            let a = match res {
-                Ok(a) => a,
-                Err(e) => {
-                    if let Some(id) = tracked {
-                        // The outcome is unknown to the producer: forget what we knew of it,
-                        // so its retry is accepted as a new batch.
-                        act.shared.producers.lock().entry(act.pid).or_default().forget(id.producer_id);
+        ctx.spawn(pending.into_actor(self).map(
+            move |res: Result<Appended, LogError>, act, ctx| {
+                act.inflight -= 1;
+                let a = match res {
+                    Ok(a) => a,
+                    Err(e) => {
+                        if let Some(id) = tracked {
+                            // The outcome is unknown to the producer: forget what we knew of it,
+                            // so its retry is accepted as a new batch.
+                            act.shared
+                                .producers
+                                .lock()
+                                .entry(act.pid)
+                                .or_default()
+                                .forget(id.producer_id);
+                        }
+                        let e = act.append_failed(base, e.into(), ctx);
+                        count_refusal(&act.topic, &e);
+                        if let Some(tx) = tx {
+                            let _ = tx.send(Err(e));
+                        }
+                        return;
                     }
-                    let e = act.append_failed(base, e.into(), ctx);
-                    metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic, "error" => format!("{:?}", eddy_types::ClassifyError::kind(&e))).increment(1);
-                    if let Some(tx) = tx {
-                        let _ = tx.send(Err(e));
-                    }
-                    return;
+                };
+                metrics::counter!(eddy_metrics::PRODUCE_RECORDS, "topic" => topic.clone())
+                    .increment(a.last_offset - a.base_offset + 1);
+                metrics::counter!(eddy_metrics::PRODUCE_BYTES, "topic" => topic).increment(bytes);
+                let reply = ProduceReply {
+                    base_offset: a.base_offset as i64,
+                    last_offset: a.last_offset as i64,
+                    log_start: a.log_start as i64,
+                };
+                if let Some(id) = tracked {
+                    act.shared
+                        .producers
+                        .lock()
+                        .entry(act.pid)
+                        .or_default()
+                        .appended(&id, a.base_offset, a.last_offset);
                 }
-            };
-            metrics::counter!(eddy_metrics::PRODUCE_RECORDS, "topic" => topic.clone())
-                .increment(a.last_offset - a.base_offset + 1);
-            metrics::counter!(eddy_metrics::PRODUCE_BYTES, "topic" => topic).increment(bytes);
-            let reply = ProduceReply {
-                base_offset: a.base_offset as i64,
-                last_offset: a.last_offset as i64,
-                log_start: a.log_start as i64,
-            };
-            if let Some(id) = tracked {
-                act.shared.producers.lock().entry(act.pid).or_default().appended(&id, a.base_offset, a.last_offset);
-            }
-            act.appended(&a);
-            let Some(tx) = tx else { return };
-            act.answer_appended(reply, a.last_offset, acks, tx, started, deadline);
-        }));
+                act.appended(&a);
+                let Some(tx) = tx else { return };
+                act.answer_appended(reply, a.last_offset, acks, tx, started, deadline);
+            },
+        ));
         Box::pin(answer)
     }
 }
