@@ -209,6 +209,8 @@ pub struct PartitionsChanged {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct PartitionsDeleted {
+    /// The deleted topic.
+    pub topic: String,
     /// The storage ids of the removed partitions.
     pub partitions: Vec<eddy_types::PartitionId>,
 }

@@ -176,6 +176,23 @@ impl OffsetsState {
         self.groups.iter()
     }
 
+    /// The keys of every group's committed offsets for `topic`.
+    pub fn offsets_of_topic(&self, topic: &str) -> Vec<OffsetsKey> {
+        let mut keys = Vec::new();
+        for (group, records) in &self.groups {
+            for (t, p) in records.offsets.keys() {
+                if t == topic {
+                    keys.push(OffsetsKey::Offset {
+                        group: group.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                    });
+                }
+            }
+        }
+        keys
+    }
+
     /// How many keys have a value: what a compacted copy of the partition holds.
     pub fn live_keys(&self) -> usize {
         self.groups

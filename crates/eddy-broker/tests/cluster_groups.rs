@@ -407,3 +407,73 @@ fn test_the_offsets_partition_is_compacted_and_keeps_the_latest_values() {
         c.shutdown().await;
     });
 }
+
+async fn commit_standalone(c: &Cluster, group: &str, offsets: &[(&str, u32, i64)]) {
+    let offsets = offsets
+        .iter()
+        .map(|(t, p, o)| (t.to_string(), *p, committed(*o)))
+        .collect();
+    c.group(
+        group,
+        GroupOp::Commit {
+            member: String::new(),
+            generation: -1,
+            offsets,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[test]
+fn test_deleting_a_topic_deletes_its_committed_offsets_in_every_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    paused(async {
+        let c = Cluster::start(cfg.clone()).await.unwrap();
+        c.create_topic(NewTopic::new("gone").partitions(2))
+            .await
+            .unwrap();
+        // Two groups (on different offsets partitions, most likely) read both topics.
+        commit_standalone(&c, "solo", &[("t", 0, 7), ("gone", 0, 3), ("gone", 1, 4)]).await;
+        commit_standalone(&c, "other", &[("gone", 1, 9), ("t", 0, 2)]).await;
+        c.delete_topic("gone").await.unwrap();
+        // The tombstones are written after the deletion's answer.
+        for _ in 0..100 {
+            if fetch_offsets(&c, "solo").await.len() == 1
+                && fetch_offsets(&c, "other").await.len() == 1
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            fetch_offsets(&c, "solo").await,
+            vec![("t".to_string(), 0, 7)]
+        );
+        assert_eq!(
+            fetch_offsets(&c, "other").await,
+            vec![("t".to_string(), 0, 2)]
+        );
+        // A topic made again under the name starts with no offsets.
+        c.create_topic(NewTopic::new("gone")).await.unwrap();
+        assert_eq!(
+            fetch_offsets(&c, "solo").await,
+            vec![("t".to_string(), 0, 7)]
+        );
+        c.shutdown().await;
+    });
+    // The tombstones are in __consumer_offsets: a restart does not bring the offsets back.
+    paused(async {
+        let c = Cluster::start(cfg).await.unwrap();
+        assert_eq!(
+            fetch_offsets(&c, "solo").await,
+            vec![("t".to_string(), 0, 7)]
+        );
+        assert_eq!(
+            fetch_offsets(&c, "other").await,
+            vec![("t".to_string(), 0, 2)]
+        );
+        c.shutdown().await;
+    });
+}

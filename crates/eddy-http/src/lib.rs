@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use actix_web::{web, App, ResponseError};
 use eddy_broker::Cluster;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::info;
 
 pub use error::HttpError;
@@ -96,7 +95,7 @@ impl HttpServer {
     pub fn start(
         main: Cluster,
         config: HttpConfig,
-        metrics: Option<PrometheusHandle>,
+        metrics: Option<eddy_metrics::Handle>,
     ) -> Result<HttpServer, HttpError> {
         HttpServer::start_with_context(main, config, metrics, None)
     }
@@ -106,7 +105,7 @@ impl HttpServer {
     pub fn start_with_context(
         main: Cluster,
         config: HttpConfig,
-        metrics: Option<PrometheusHandle>,
+        metrics: Option<eddy_metrics::Handle>,
         context: Option<Arc<dyn eddy_context::ContextLookup>>,
     ) -> Result<HttpServer, HttpError> {
         let state = Arc::new(ApiState::open(main, config.clone(), metrics, context)?);

@@ -12,7 +12,6 @@ use std::time::Instant;
 use eddy_broker::{Cluster, ClusterConfig, EmbeddedCluster};
 use eddy_client::{Consumer, Producer, ProducerConfig};
 use eddy_types::Acks;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -112,7 +111,7 @@ pub struct ApiState {
     /// Serializes cluster creation (and the registry file).
     create: tokio::sync::Mutex<()>,
     pub(crate) sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
-    pub(crate) metrics: Option<PrometheusHandle>,
+    pub(crate) metrics: Option<eddy_metrics::Handle>,
     pub(crate) openapi: String,
     /// The running context consumer's strategy, for `GET /context/{message_id}`.
     pub(crate) context: Option<Arc<dyn eddy_context::ContextLookup>>,
@@ -125,7 +124,7 @@ impl ApiState {
     pub fn open(
         main: Cluster,
         config: HttpConfig,
-        metrics: Option<PrometheusHandle>,
+        metrics: Option<eddy_metrics::Handle>,
         context: Option<Arc<dyn eddy_context::ContextLookup>>,
     ) -> Result<ApiState, HttpError> {
         let data_dir = main.config().data_dir.clone();

@@ -5,13 +5,11 @@
 mod common;
 
 use common::{test_http_config, Server};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::json;
 
 #[test]
 fn metrics_are_served_in_prometheus_text() {
-    let prometheus = PrometheusBuilder::new().install_recorder().unwrap();
-    eddy_metrics::describe();
+    let prometheus = eddy_metrics::install().unwrap();
     let s = Server::start_with(test_http_config(), Some(prometheus));
     s.create_topic("metered", 1);
     let records: Vec<_> = (0..5).map(|i| json!({"value": i})).collect();
@@ -39,4 +37,27 @@ fn metrics_are_served_in_prometheus_text() {
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
+
+    // A deleted topic's series go with it (as in Kafka); the others stay. Made again, the
+    // topic's series start from zero.
+    s.create_topic("kept", 1);
+    s.post_expect("/events", json!({"topic": "kept", "value": 1}), 200);
+    assert_eq!(s.delete("/topics/metered").status, 204);
+    let text = String::from_utf8(s.get("/metrics").body).unwrap();
+    assert!(!text.contains("topic=\"metered\""), "{text}");
+    assert!(
+        text.contains("eddy_produce_records_total{topic=\"kept\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eddy_http_requests_total{route=\"/events\""),
+        "{text}"
+    );
+    s.create_topic("metered", 1);
+    s.post_expect("/events", json!({"topic": "metered", "value": 1}), 200);
+    let text = String::from_utf8(s.get("/metrics").body).unwrap();
+    assert!(
+        text.contains("eddy_produce_records_total{topic=\"metered\"} 1"),
+        "{text}"
+    );
 }

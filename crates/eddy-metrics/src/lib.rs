@@ -1,6 +1,8 @@
 //! Owns Eddy's metric vocabulary: the name, unit, labels and meaning of every metric any Eddy
 //! crate emits. Crates record with the `metrics` macros using these constants only, so the
-//! Grafana dashboards and the Prometheus endpoint agree on one list.
+//! Grafana dashboards and the Prometheus endpoint agree on one list. Also owns the recorder
+//! `eddy serve` installs ([`install`]): Prometheus's, with a topic's series removed when the
+//! topic is deleted ([`topic_deleted`]).
 //!
 //! Names follow `eddy_<subsystem>_<name>_<unit>[_total]`. Labels stay bounded: `topic`,
 //! `partition`, `broker`, `group`, `strategy`; never a message, key or context id. Counters are
@@ -10,6 +12,8 @@
 //! - One `pub const` per metric, grouped by subsystem.
 //! - [`ALL`]: every metric with its kind and description; [`describe`] registers the
 //!   descriptions with the installed recorder (call it once at start-up).
+//! - `recorder`: [`install`], [`Handle`] (renders `/metrics`), [`topic_deleted`] and
+//!   [`topic_created`].
 //!
 //! ```
 //! assert!(eddy_metrics::ALL.iter().any(|m| m.name == eddy_metrics::PRODUCE_RECORDS));
@@ -18,6 +22,11 @@
 #![warn(missing_docs)]
 
 use metrics::Unit;
+
+mod recorder;
+pub use recorder::{
+    buckets_for, install, topic_created, topic_deleted, Error, Handle, Recorder, FORGET_FOR,
+};
 
 /// Records appended by partition leaders. Labels: `topic`.
 pub const PRODUCE_RECORDS: &str = "eddy_produce_records_total";

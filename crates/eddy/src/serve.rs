@@ -15,7 +15,6 @@ use eddy_log::Durability;
 use eddy_pipeline::{
     ContextConfig, OpenAiConfig, OpenAiResponder, RespondTo, RunningContext, Subscription,
 };
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Deserialize;
 use tracing::info;
 
@@ -368,27 +367,8 @@ fn raise_open_files_limit() {
 
 pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
     raise_open_files_limit();
-    let prometheus = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Suffix("_seconds".into()),
-            eddy_metrics::SECONDS_BUCKETS,
-        )
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Suffix("_bytes".into()),
-                eddy_metrics::BYTES_BUCKETS,
-            )
-        })
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Suffix("_ratio".into()),
-                eddy_metrics::RATIO_BUCKETS,
-            )
-        })
-        .context("bad histogram buckets")?
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
-    eddy_metrics::describe();
+    // Prometheus's recorder, except that a deleted topic's series go with it.
+    let prometheus = eddy_metrics::install().context("cannot install the metrics recorder")?;
     let mut config = ClusterConfig::new(s.cluster.clone(), &s.data_dir);
     config.brokers = s.brokers;
     config.auto_create_topics = s.auto_create_topics;

@@ -13,7 +13,7 @@ use eddy_log::LogStats;
 use eddy_types::PartitionId;
 use tracing::{debug, info, warn};
 
-use super::offsets_partition::OffsetsPartition;
+use super::offsets_partition::{OffsetsPartition, TopicDeleted};
 use super::partition_follower::PartitionFollower;
 use super::partition_leader::PartitionLeader;
 use super::Shared;
@@ -414,6 +414,10 @@ impl Handler<PartitionsDeleted> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionsDeleted, _ctx: &mut Context<Self>) {
+        // The groups' committed offsets of the topic go too, as in Kafka.
+        for (_, addr) in self.coordinators.values() {
+            addr.do_send(TopicDeleted(msg.topic.clone()));
+        }
         let mut tables = self.shared.producers.lock();
         for pid in msg.partitions {
             if let Some(r) = self.leaders.remove(&pid) {

@@ -465,6 +465,8 @@ impl Handler<CreateTopic> for Controller {
             Ok(t) => t,
             Err(e) => return fail(e),
         };
+        // Before its partition actors start (they keep their metric handles).
+        eddy_metrics::topic_created(topic.name.as_str());
         let work = self.create_replicas(&next, &topic, &topic.partitions);
         info!(topic = %topic.name, partitions = topic.partitions.len(), "creating topic");
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
@@ -486,6 +488,9 @@ impl Handler<CreateTopics> for Controller {
             .map(|t| next.create_topic(t, &self.config.topic_defaults))
             .collect();
         let created: Vec<Arc<TopicMeta>> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+        for t in &created {
+            eddy_metrics::topic_created(t.name.as_str());
+        }
         if created.is_empty() {
             return AtomicResponse::new(Box::pin(actix::fut::ready(outcomes)));
         }
@@ -547,10 +552,13 @@ impl Handler<DeleteTopic> for Controller {
         AtomicResponse::new(Box::pin(persist.into_actor(self).map(move |res, act, ctx| {
             res?;
             act.commit(next, &Changes::default());
+            // Its metrics series go too (as in Kafka); late updates are dropped.
+            eddy_metrics::topic_deleted(gone.name.as_str());
             let pids: Vec<PartitionId> = gone.partitions.iter().map(|p| p.id).collect();
             for slot in &act.slots {
                 if let Some(addr) = &slot.addr {
                     addr.do_send(PartitionsDeleted {
+                        topic: gone.name.to_string(),
                         partitions: pids.clone(),
                     });
                 }

@@ -45,6 +45,11 @@ const LOAD_FOR: Duration = Duration::from_secs(60);
 #[rtype(result = "Result<(), BrokerError>")]
 pub(crate) struct Persist(pub(crate) Records);
 
+/// A topic was deleted: its committed offsets go (tombstones), as Kafka deletes them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct TopicDeleted(pub(crate) String);
+
 type Waiter = oneshot::Sender<Result<(), BrokerError>>;
 /// Records to write, keyed as in the partition (`None`: a tombstone).
 type Records = Vec<(OffsetsKey, Option<OffsetsValue>)>;
@@ -63,6 +68,8 @@ pub(crate) struct OffsetsPartition {
     queue: Vec<(Records, Option<Waiter>)>,
     writing: bool,
     nonce: u64,
+    /// Topics deleted while the partition was loading: their offsets go once it is loaded.
+    deleted: Vec<String>,
 }
 
 impl std::fmt::Debug for OffsetsPartition {
@@ -113,6 +120,7 @@ impl OffsetsPartition {
             queue: Vec::new(),
             writing: false,
             nonce,
+            deleted: Vec::new(),
         }
     }
 
@@ -176,6 +184,9 @@ impl OffsetsPartition {
                 act.state = state;
                 act.records = count;
                 act.loaded = true;
+                for topic in std::mem::take(&mut act.deleted) {
+                    act.drop_offsets_of(&topic);
+                }
                 act.flush(ctx);
             }
             Err(e) => {
@@ -183,6 +194,25 @@ impl OffsetsPartition {
                 ctx.stop();
             }
         }));
+    }
+
+    /// Queues tombstones for every committed offset of `topic`.
+    fn drop_offsets_of(&mut self, topic: &str) {
+        let tombstones: Records = self
+            .state
+            .offsets_of_topic(topic)
+            .into_iter()
+            .map(|k| (k, None))
+            .collect();
+        if !tombstones.is_empty() {
+            debug!(
+                partition = self.index,
+                topic,
+                offsets = tombstones.len(),
+                "dropping a deleted topic's offsets"
+            );
+            self.queue.push((tombstones, None));
+        }
     }
 
     /// The running coordinator of `group`, started (restored) if needed.
@@ -525,6 +555,19 @@ impl Handler<ListGroups> for OffsetsPartition {
             }
         }
         Ok(out)
+    }
+}
+
+impl Handler<TopicDeleted> for OffsetsPartition {
+    type Result = ();
+
+    fn handle(&mut self, msg: TopicDeleted, ctx: &mut Context<Self>) {
+        if self.loaded {
+            self.drop_offsets_of(&msg.0);
+            self.flush(ctx);
+        } else {
+            self.deleted.push(msg.0);
+        }
     }
 }
 

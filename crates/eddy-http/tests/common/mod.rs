@@ -6,7 +6,6 @@ use std::time::Duration;
 use eddy_broker::EmbeddedCluster;
 use eddy_http::client::{Client, Response};
 use eddy_http::{HttpConfig, HttpServer};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 
 pub struct Server {
@@ -15,7 +14,7 @@ pub struct Server {
     pub http: Option<HttpServer>,
     pub client: Client,
     pub config: HttpConfig,
-    metrics: Option<PrometheusHandle>,
+    metrics: Option<eddy_metrics::Handle>,
     context: Option<std::sync::Arc<dyn eddy_context::ContextLookup>>,
 }
 
@@ -31,7 +30,7 @@ impl Server {
         Server::start_with(test_http_config(), None)
     }
 
-    pub fn start_with(config: HttpConfig, metrics: Option<PrometheusHandle>) -> Server {
+    pub fn start_with(config: HttpConfig, metrics: Option<eddy_metrics::Handle>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = eddy_broker::testing::config(dir.path());
         // Groups form at once: the tests have every member they will have.
