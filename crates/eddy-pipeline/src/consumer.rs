@@ -39,6 +39,10 @@ use crate::merge::Merger;
 use crate::responder::{Done, Job, ResponderWorker, WorkerConfig};
 use crate::store::{Batch, ContextStore};
 
+/// How long a topic with stored offsets must be missing from the cluster's list before its
+/// offsets are forgotten (deleted, not just in error for a moment).
+pub const DELETED_AFTER: Duration = Duration::from_secs(5);
+
 /// Which messages get a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,6 +198,8 @@ pub struct ContextConsumer<C: StreamClient> {
     matcher: Matcher,
     reading: BTreeSet<TopicPartition>,
     next_refresh: Instant,
+    /// Topics with stored offsets that the cluster no longer lists, since when.
+    missing_since: HashMap<String, Instant>,
 }
 
 impl<C: StreamClient> std::fmt::Debug for ContextConsumer<C> {
@@ -269,6 +275,7 @@ impl<C: StreamClient> ContextConsumer<C> {
             topic_partitions: HashMap::new(),
             matcher,
             reading: BTreeSet::new(),
+            missing_since: HashMap::new(),
             next_refresh: Instant::now(),
         };
         gauge!(eddy_metrics::CONTEXT_HISTORY, "strategy" => consumer.handle.name.clone())
@@ -329,10 +336,9 @@ impl<C: StreamClient> ContextConsumer<C> {
     /// Reads the partitions of the topics the subscription matches now: new ones from their
     /// stored offsets (or the start), gone ones forgotten.
     async fn refresh(&mut self) -> Result<(), PipelineError> {
-        let wanted: BTreeSet<TopicPartition> = self
-            .client
-            .topics()
-            .await?
+        let topics = self.client.topics().await?;
+        self.forget_deleted(&topics)?;
+        let wanted: BTreeSet<TopicPartition> = topics
             .into_iter()
             .filter(|(t, _)| self.matcher.matches(t))
             .flat_map(|(t, n)| (0..n).map(move |p| (t.clone(), p)))
@@ -352,6 +358,45 @@ impl<C: StreamClient> ContextConsumer<C> {
         }
         debug!(partitions = wanted.len(), "context consumer: reading");
         self.reading = wanted;
+        Ok(())
+    }
+
+    /// Forgets the offsets of topics missing from `topics` for [`DELETED_AFTER`] (a topic
+    /// with a metadata error is missing from the Kafka client's list for a moment): a topic
+    /// made again under the name then starts at offset 0, as Kafka deletes a deleted topic's
+    /// group offsets.
+    fn forget_deleted(&mut self, topics: &[(String, u32)]) -> Result<(), PipelineError> {
+        let now = Instant::now();
+        let mut missing: BTreeSet<&str> = BTreeSet::new();
+        for (t, _) in self.offsets.keys() {
+            if !topics.iter().any(|(name, _)| name == t) {
+                missing.insert(t);
+            }
+        }
+        self.missing_since
+            .retain(|t, _| missing.contains(t.as_str()));
+        let mut gone = Vec::new();
+        for t in missing {
+            let since = *self.missing_since.entry(t.to_owned()).or_insert(now);
+            if now.duration_since(since) >= DELETED_AFTER {
+                gone.extend(self.offsets.keys().filter(|(x, _)| x == t).cloned());
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        debug!(
+            partitions = gone.len(),
+            "context consumer: forgetting deleted partitions"
+        );
+        self.commit(&Batch {
+            offsets_gone: gone.clone(),
+            ..Batch::default()
+        })?;
+        for tp in &gone {
+            self.offsets.remove(tp);
+            self.missing_since.remove(&tp.0);
+        }
         Ok(())
     }
 

@@ -46,7 +46,9 @@ pub mod store;
 pub use client::{
     read_to_end, EmbeddedClient, OutRecord, Polled, Record, StreamClient, Subscription,
 };
-pub use consumer::{ContextConfig, ContextConsumer, ContextHandle, RespondTo, RunningContext};
+pub use consumer::{
+    ContextConfig, ContextConsumer, ContextHandle, RespondTo, RunningContext, DELETED_AFTER,
+};
 pub use error::PipelineError;
 pub use kafka::KafkaClient;
 pub use openai::{OpenAiConfig, OpenAiResponder};

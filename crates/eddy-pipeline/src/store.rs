@@ -26,6 +26,8 @@ pub struct Batch {
     pub messages: Vec<(u64, Vec<u8>)>,
     /// Next offsets read.
     pub offsets: Vec<(TopicPartition, u64)>,
+    /// Partitions whose offsets are forgotten (their topic was deleted).
+    pub offsets_gone: Vec<TopicPartition>,
     /// Messages now waiting for a response: (seq, source topic).
     pub pending_add: Vec<(u64, String)>,
     /// Messages answered (or given up on).
@@ -37,6 +39,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
             && self.offsets.is_empty()
+            && self.offsets_gone.is_empty()
             && self.pending_add.is_empty()
             && self.pending_done.is_empty()
     }
@@ -232,6 +235,11 @@ impl ContextStore {
                 .put(&mut txn, &offset_key(tp), &next.to_be_bytes())
                 .map_err(|e| self.err(e))?;
         }
+        for tp in &batch.offsets_gone {
+            self.offsets
+                .delete(&mut txn, &offset_key(tp))
+                .map_err(|e| self.err(e))?;
+        }
         for (seq, topic) in &batch.pending_add {
             self.pending
                 .put(&mut txn, &seq.to_be_bytes(), topic.as_bytes())
@@ -263,13 +271,19 @@ mod tests {
                     .enumerate()
                     .map(|(i, m)| (i as u64, m.to_msgpack().unwrap()))
                     .collect(),
-                offsets: vec![(("user_ann".into(), 3), 17), (("user_a".into(), 0), 2)],
+                offsets: vec![
+                    (("user_ann".into(), 3), 17),
+                    (("user_a".into(), 0), 2),
+                    (("user_gone".into(), 1), 5),
+                ],
+                offsets_gone: vec![],
                 pending_add: vec![(0, "user_ann".into()), (1, "user_ann".into())],
                 pending_done: vec![],
             };
             s.commit(&batch).unwrap();
             s.commit(&Batch {
                 pending_done: vec![0],
+                offsets_gone: vec![("user_gone".into(), 1)],
                 ..Batch::default()
             })
             .unwrap();
@@ -286,6 +300,7 @@ mod tests {
         let offsets = s.offsets().unwrap();
         assert_eq!(offsets[&("user_ann".to_owned(), 3)], 17);
         assert_eq!(offsets[&("user_a".to_owned(), 0)], 2);
+        assert_eq!(offsets.len(), 2, "{offsets:?}");
         assert_eq!(s.pending().unwrap(), vec![(1, "user_ann".to_owned())]);
         assert_eq!(s.message(1).unwrap().as_ref(), Some(&chat[1]));
         assert_eq!(s.message(999).unwrap(), None);

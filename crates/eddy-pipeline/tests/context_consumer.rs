@@ -431,3 +431,55 @@ fn the_history_is_a_bounded_window_kept_across_restarts() {
     let err = spawn(0).unwrap_err();
     assert!(err.to_string().contains("history"), "{err}");
 }
+
+/// Messages from `del` in one bubble, ids `{prefix}-0`, `{prefix}-1`, ...
+fn chat_of_del(prefix: &str, n: usize) -> Vec<ChatMessage> {
+    (0..n)
+        .map(|i| {
+            let mut m = sample_chat()[0].clone();
+            m.message_id = format!("{prefix}-{i}");
+            m.parent_message_id = None;
+            m.kind = MessageKind::Message;
+            m.sender_id = "del".into();
+            m.context_id = "D".into();
+            m.thread_id = "D".into();
+            m.content = format!("message {i}");
+            m
+        })
+        .collect()
+}
+
+#[test]
+fn a_deleted_topic_made_again_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let eddy = cluster(dir.path());
+    let running = RunningContext::spawn(
+        eddy.cluster(),
+        strategy("reply-chain"),
+        None,
+        config(dir.path()),
+    )
+    .unwrap();
+    let old = chat_of_del("old", 5);
+    produce(&eddy, &old);
+    for m in &old {
+        wait_for(&running.handle(), &m.message_id);
+    }
+    let cluster_handle = eddy.cluster();
+    actix_rt::System::new().block_on(async move {
+        cluster_handle.delete_topic("user_del").await.unwrap();
+    });
+    // The consumer notices the deletion (it lists the topics every second) ...
+    std::thread::sleep(eddy_pipeline::DELETED_AFTER + Duration::from_secs(3));
+    // ... so the topic made again is read from offset 0, not from where the old one ended.
+    let new = chat_of_del("new", 2);
+    produce(&eddy, &new);
+    for m in &new {
+        wait_for(&running.handle(), &m.message_id);
+    }
+    running.stop().unwrap();
+    let store = ContextStore::open(dir.path().join("context"), 1 << 30).unwrap();
+    let offsets = store.offsets().unwrap();
+    let p = stable_partition("D", CHAT_PARTITIONS);
+    assert_eq!(offsets[&("user_del".to_owned(), p)], 2, "{offsets:?}");
+}
