@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p eddy-benches --bench kafka_wire` (add `-- --quick` for a short run;
 //! `EDDY_BENCH_DIR` picks the directory, default a temp dir; `-- --periodic` runs the cluster
-//! with `periodic` durability, no fsync per commit, as Kafka runs by default).
+//! with `periodic` durability, no fsync per commit, as Kafka runs by default;
+//! `-- --max-commit-mib N` sets the log writers' group commit cap, 1 MiB by default).
 //!
 //! Every case: a 3-broker cluster with `sync` durability (an fsync per commit on every
 //! replica), a fresh topic of 3 partitions with replication factor 3, unkeyed records of
@@ -374,11 +375,21 @@ fn main() -> anyhow::Result<()> {
     let periodic = std::env::args().any(|a| a == "--periodic");
     let mut config = ClusterConfig::new("bench", scratch.path());
     config.topic_defaults.min_insync_replicas = 1;
+    // `-- --max-commit-mib N`: the log writers' group commit cap (1 MiB by default).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--max-commit-mib") {
+        let mib: usize = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .context("--max-commit-mib takes a number")?;
+        config.log.max_commit_bytes = mib << 20;
+    }
     if periodic {
         config.log.durability = eddy_log::Durability::Periodic {
             interval: Duration::from_millis(1000),
         };
     }
+    let commit_mib = config.log.max_commit_bytes >> 20;
     let eddy = EmbeddedCluster::open(config)?;
     let cluster = eddy.cluster();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -395,8 +406,9 @@ fn main() -> anyhow::Result<()> {
     let boot = server.bootstrap();
     let scale = if quick { 4 } else { 1 };
     println!(
-        "kafka_wire: 3 brokers, {} durability, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}; librdkafka {} vs eddy-client",
+        "kafka_wire: 3 brokers, {} durability, commits up to {} MiB, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}; librdkafka {} vs eddy-client",
         if periodic { "periodic" } else { "sync" },
+        commit_mib,
         rdkafka::util::get_rdkafka_version().1
     );
     let mut worst: f64 = f64::MAX;
