@@ -367,9 +367,10 @@ impl<C: StreamClient> ContextConsumer<C> {
     /// group offsets.
     fn forget_deleted(&mut self, topics: &[(String, u32)]) -> Result<(), PipelineError> {
         let now = Instant::now();
+        let listed: HashSet<&str> = topics.iter().map(|(name, _)| name.as_str()).collect();
         let mut missing: BTreeSet<&str> = BTreeSet::new();
         for (t, _) in self.offsets.keys() {
-            if !topics.iter().any(|(name, _)| name == t) {
+            if !listed.contains(t.as_str()) {
                 missing.insert(t);
             }
         }
@@ -379,7 +380,8 @@ impl<C: StreamClient> ContextConsumer<C> {
         for t in missing {
             let since = *self.missing_since.entry(t.to_owned()).or_insert(now);
             if now.duration_since(since) >= DELETED_AFTER {
-                gone.extend(self.offsets.keys().filter(|(x, _)| x == t).cloned());
+                let all = (t.to_owned(), 0)..=(t.to_owned(), u32::MAX);
+                gone.extend(self.offsets.range(all).map(|(tp, _)| tp.clone()));
             }
         }
         if gone.is_empty() {
