@@ -425,6 +425,18 @@ async fn commit_standalone(c: &Cluster, group: &str, offsets: &[(&str, u32, i64)
     .unwrap();
 }
 
+/// Both groups of the deletion test hold only their offsets of `t`.
+async fn only_offsets_of_t_left(c: &Cluster) {
+    assert_eq!(
+        fetch_offsets(c, "solo").await,
+        vec![("t".to_string(), 0, 7)]
+    );
+    assert_eq!(
+        fetch_offsets(c, "other").await,
+        vec![("t".to_string(), 0, 2)]
+    );
+}
+
 #[test]
 fn test_deleting_a_topic_deletes_its_committed_offsets_in_every_group() {
     let dir = tempfile::tempdir().unwrap();
@@ -447,14 +459,7 @@ fn test_deleting_a_topic_deletes_its_committed_offsets_in_every_group() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(
-            fetch_offsets(&c, "solo").await,
-            vec![("t".to_string(), 0, 7)]
-        );
-        assert_eq!(
-            fetch_offsets(&c, "other").await,
-            vec![("t".to_string(), 0, 2)]
-        );
+        only_offsets_of_t_left(&c).await;
         // A topic made again under the name starts with no offsets.
         c.create_topic(NewTopic::new("gone")).await.unwrap();
         assert_eq!(
@@ -466,14 +471,7 @@ fn test_deleting_a_topic_deletes_its_committed_offsets_in_every_group() {
     // The tombstones are in __consumer_offsets: a restart does not bring the offsets back.
     paused(async {
         let c = Cluster::start(cfg).await.unwrap();
-        assert_eq!(
-            fetch_offsets(&c, "solo").await,
-            vec![("t".to_string(), 0, 7)]
-        );
-        assert_eq!(
-            fetch_offsets(&c, "other").await,
-            vec![("t".to_string(), 0, 2)]
-        );
+        only_offsets_of_t_left(&c).await;
         c.shutdown().await;
     });
 }

@@ -34,7 +34,7 @@ use crate::messages::{
     Shutdown,
 };
 use crate::metadata::PartitionMeta;
-use crate::producers::{BatchIdentity, Check};
+use crate::producers::{BatchIdentity, Check, ProducerTable};
 use crate::replication::LeaderState;
 
 /// How often the leader checks deadlines, follower lag and idleness.
@@ -115,6 +115,9 @@ pub(crate) struct PartitionLeader {
     hw_gauge: metrics::Gauge,
     /// The fetch metrics of this partition's topic, as handles (no label allocation per fetch).
     fetch_metrics: FetchMetrics,
+    /// `eddy_produce_records_total` and `eddy_produce_bytes_total` of the topic, as handles.
+    produce_records: metrics::Counter,
+    produce_bytes: metrics::Counter,
 }
 
 /// Handles on the per-topic fetch metrics, cloned into each fetch's answer.
@@ -148,6 +151,11 @@ impl FetchMetrics {
 }
 
 impl PartitionLeader {
+    /// Runs `f` on this partition's idempotent-producer table, under the broker's lock.
+    fn producer_table<R>(&self, f: impl FnOnce(&mut ProducerTable) -> R) -> R {
+        f(self.shared.producers.lock().entry(self.pid).or_default())
+    }
+
     /// Builds the leader of `meta` from the broker's log (log end and checkpointed mark).
     pub(crate) fn new(
         shared: Arc<Shared>,
@@ -177,6 +185,8 @@ impl PartitionLeader {
         Ok(PartitionLeader {
             hw_gauge,
             fetch_metrics: FetchMetrics::new(&topic),
+            produce_records: metrics::counter!(eddy_metrics::PRODUCE_RECORDS, "topic" => topic.to_string()),
+            produce_bytes: metrics::counter!(eddy_metrics::PRODUCE_BYTES, "topic" => topic.to_string()),
             index: meta.index,
             pid: meta.id,
             epoch: meta.leader_epoch,
@@ -746,17 +756,11 @@ impl Handler<Produce> for PartitionLeader {
             None => {}
         }
         let bytes = msg.records.len() as u64;
-        let topic = self.topic.to_string();
         let stamped = match Stamped::new(msg.records, self.next_offset, self.epoch) {
             Ok(s) => s,
             Err(e) => {
                 if let Some(id) = tracked {
-                    self.shared
-                        .producers
-                        .lock()
-                        .entry(self.pid)
-                        .or_default()
-                        .forget(id.producer_id);
+                    self.producer_table(|t| t.forget(id.producer_id));
                 }
                 count_refusal(&self.topic, &e);
                 let _ = tx.send(Err(e.into()));
@@ -788,12 +792,7 @@ impl Handler<Produce> for PartitionLeader {
                         if let Some(id) = tracked {
                             // The outcome is unknown to the producer: forget what we knew of it,
                             // so its retry is accepted as a new batch.
-                            act.shared
-                                .producers
-                                .lock()
-                                .entry(act.pid)
-                                .or_default()
-                                .forget(id.producer_id);
+                            act.producer_table(|t| t.forget(id.producer_id));
                         }
                         let e = act.append_failed(base, e.into(), ctx);
                         count_refusal(&act.topic, &e);
@@ -803,21 +802,16 @@ impl Handler<Produce> for PartitionLeader {
                         return;
                     }
                 };
-                metrics::counter!(eddy_metrics::PRODUCE_RECORDS, "topic" => topic.clone())
+                act.produce_records
                     .increment(a.last_offset - a.base_offset + 1);
-                metrics::counter!(eddy_metrics::PRODUCE_BYTES, "topic" => topic).increment(bytes);
+                act.produce_bytes.increment(bytes);
                 let reply = ProduceReply {
                     base_offset: a.base_offset as i64,
                     last_offset: a.last_offset as i64,
                     log_start: a.log_start as i64,
                 };
                 if let Some(id) = tracked {
-                    act.shared
-                        .producers
-                        .lock()
-                        .entry(act.pid)
-                        .or_default()
-                        .appended(&id, a.base_offset, a.last_offset);
+                    act.producer_table(|t| t.appended(&id, a.base_offset, a.last_offset));
                 }
                 act.appended(&a);
                 let Some(tx) = tx else { return };
