@@ -38,14 +38,25 @@ fn produce_consume_and_end_to_end() {
             "--keyed",
             "--compression",
             "lz4",
+            "--producer-config",
+            "socket.nagle.disable=false",
         ],
+    );
+    // Overrides reach the client and the report says which were given.
+    assert_eq!(
+        p["producer_config"]["socket.nagle.disable"].as_str(),
+        Some("false"),
+        "{p}"
     );
     let n = p["records"].as_u64().unwrap();
     assert!(n > 0, "{p}");
     assert!(p["latency"]["p99_ms"].as_f64().unwrap() >= p["latency"]["p50_ms"].as_f64().unwrap());
     // One warm-up record per partition went before the clock (3 partitions, 1 producer).
     assert_eq!(p["warm_up_records"].as_u64(), Some(3), "{p}");
-    let c = bench(&boot, &["consume"]);
+    let c = bench(
+        &boot,
+        &["consume", "--consumer-config", "fetch.wait.max.ms=50"],
+    );
     assert_eq!(c["records"].as_u64().unwrap(), n + 3, "{c}");
     let e = bench(
         &boot,
@@ -94,5 +105,25 @@ fn produce_consume_and_end_to_end() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+    // A property that is not KEY=VALUE is a usage error; one librdkafka does not know fails
+    // the run with librdkafka's message.
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(["bench", "produce", "--bootstrap", &boot, "--duration", "1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        run(&["--producer-config", "lingerms"]).status.code(),
+        Some(2)
+    );
+    let unknown = run(&["--producer-config", "no.such.property=1"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no.such.property"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
     stop(child);
 }
