@@ -5,7 +5,9 @@
 //! `cargo bench -p eddy-benches --bench kafka_wire` (add `-- --quick` for a short run;
 //! `EDDY_BENCH_DIR` picks the directory, default a temp dir; `-- --periodic` runs the cluster
 //! with `periodic` durability, no fsync per commit, as Kafka runs by default;
-//! `-- --max-commit-mib N` sets the log writers' group commit cap, 1 MiB by default).
+//! `-- --max-commit-mib N` sets the log writers' group commit cap, 1 MiB by default;
+//! `-- --nagle` leaves librdkafka's clients with Nagle's algorithm on, librdkafka's default:
+//! the bench turns it off, as Kafka's Java client always does).
 //!
 //! Every case: a 3-broker cluster with `sync` durability (an fsync per commit on every
 //! replica), a fresh topic of 3 partitions with replication factor 3, unkeyed records of
@@ -41,6 +43,16 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 static ALLOC: eddy_kafka::LazyHugeAlloc = eddy_kafka::LazyHugeAlloc;
 
 const PARTITIONS: u32 = 3;
+/// `socket.nagle.disable` of the librdkafka clients: Nagle's algorithm off, as Kafka's Java
+/// client always has it, unless `-- --nagle` asks for librdkafka's default (on).
+fn nagle_off() -> &'static str {
+    if std::env::args().any(|a| a == "--nagle") {
+        "false"
+    } else {
+        "true"
+    }
+}
+
 /// `batch.size` for both producers: librdkafka's default (Kafka's Java client has 16 KiB).
 /// librdkafka keeps one request in flight per partition when idempotent, so small batches
 /// would measure its pipelining rather than the listener.
@@ -141,6 +153,7 @@ fn kafka_produce(
     anyhow::ensure!(all || !idempotent, "an idempotent producer uses acks=all");
     let producer: ThreadedProducer<Reports> = ClientConfig::new()
         .set("bootstrap.servers", boot)
+        .set("socket.nagle.disable", nagle_off())
         .set("acks", if all { "all" } else { "1" })
         .set(
             "enable.idempotence",
@@ -224,6 +237,7 @@ fn embedded_consume(
 fn kafka_consumer(boot: &str, name: &str) -> anyhow::Result<BaseConsumer> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", boot)
+        .set("socket.nagle.disable", nagle_off())
         .set("group.id", "bench-unused")
         .set("enable.auto.commit", "false")
         .set("fetch.queue.backoff.ms", "10")
@@ -406,9 +420,10 @@ fn main() -> anyhow::Result<()> {
     let boot = server.bootstrap();
     let scale = if quick { 4 } else { 1 };
     println!(
-        "kafka_wire: 3 brokers, {} durability, commits up to {} MiB, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}; librdkafka {} vs eddy-client",
+        "kafka_wire: 3 brokers, {} durability, commits up to {} MiB, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}, socket.nagle.disable={}; librdkafka {} vs eddy-client",
         if periodic { "periodic" } else { "sync" },
         commit_mib,
+        nagle_off(),
         rdkafka::util::get_rdkafka_version().1
     );
     let mut worst: f64 = f64::MAX;
