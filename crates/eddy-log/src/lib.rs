@@ -69,4 +69,6 @@ pub use config::{Durability, LogConfig, WriterMode};
 pub use error::LogError;
 pub use state::{EpochStart, PartitionConfig};
 pub use store::{AppendRequest, Fetched, LogStats, LogStore, PartitionOffsets, Pending};
-pub use writer::{AppendMode, Appended, RetentionReport, RETENTION_STEP_BYTES};
+pub use writer::{
+    AppendMode, Appended, CommitSample, RetentionReport, COMMITS_KEPT, RETENTION_STEP_BYTES,
+};

@@ -26,8 +26,8 @@ use crate::keys::{log_key_parts, state_key_partition, user_key, STATE_PREFIX};
 use crate::state::{EpochStart, PartitionConfig, PartitionState};
 use crate::writer::{
     self, batch_containing, load_state, open_view, partition_range, whole_batch, AppendMode,
-    Appended, Dbs, ErrCtx, Health, Msg, Outcome, PreparedAppend, RetentionReport, SyncState, View,
-    WriteOp, WriterStats,
+    Appended, CommitSample, Dbs, ErrCtx, Health, Msg, Outcome, PreparedAppend, RetentionReport,
+    SyncState, View, WriteOp, WriterStats,
 };
 
 /// One buffer of record batches to append to one partition.
@@ -889,6 +889,19 @@ impl LogStore {
             commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
             syncs: s.syncs.load(Ordering::Relaxed),
         }
+    }
+
+    /// Each commit since the last call (at most [`COMMITS_KEPT`](crate::COMMITS_KEPT) of
+    /// them; [`LogStore::stats`] counts all), oldest first: per-commit times and sizes for a
+    /// histogram, where `stats` only gives sums.
+    pub fn take_commits(&self) -> Vec<CommitSample> {
+        let mut recent = self
+            .inner
+            .stats
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *recent)
     }
 
     /// Bytes the environment's data file takes on disk.

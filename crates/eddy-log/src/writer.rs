@@ -16,7 +16,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -169,6 +169,23 @@ pub(crate) struct WriterStats {
     pub(crate) bytes: AtomicU64,
     pub(crate) commit_nanos: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    /// Each commit since the last [`LogStore::take_commits`](crate::LogStore::take_commits),
+    /// up to [`COMMITS_KEPT`].
+    pub(crate) recent: Mutex<Vec<CommitSample>>,
+}
+
+/// Commits kept between two [`LogStore::take_commits`](crate::LogStore::take_commits) calls;
+/// later ones are only counted in [`LogStats`](crate::LogStats).
+pub const COMMITS_KEPT: usize = 4096;
+
+/// One commit of the writer: how long it took (applying and committing, fsync included in
+/// `Sync` mode) and the bytes it carried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommitSample {
+    /// From the start of the write transaction to the end of its commit.
+    pub duration: Duration,
+    /// Bytes appended (batch bytes and metadata values).
+    pub bytes: u64,
 }
 
 /// What the writer needs to name its errors.
@@ -576,12 +593,20 @@ fn commit_group(
 }
 
 fn record(stats: &WriterStats, started: Instant, ops: usize, weight: usize) {
+    let took = started.elapsed();
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.ops.fetch_add(ops as u64, Ordering::Relaxed);
     stats.bytes.fetch_add(weight as u64, Ordering::Relaxed);
     stats
         .commit_nanos
-        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    let mut recent = stats.recent.lock().unwrap_or_else(PoisonError::into_inner);
+    if recent.len() < COMMITS_KEPT {
+        recent.push(CommitSample {
+            duration: took,
+            bytes: weight as u64,
+        });
+    }
 }
 
 /// Applies `ops` in one transaction and commits. `Err` means nothing was committed.

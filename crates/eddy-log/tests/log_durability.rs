@@ -66,6 +66,50 @@ fn test_the_same_directory_cannot_be_opened_twice_in_one_process() {
 }
 
 #[test]
+fn test_every_commit_is_reported_once_with_its_time_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_partitions(vec![(PartitionId(1), PartitionConfig::default())])
+        .wait()
+        .unwrap();
+    let _ = log.take_commits();
+    let before = log.stats();
+    let sizes: Vec<u64> = (1..=5)
+        .map(|i| {
+            let bytes = batch_bytes(i, 0, 100);
+            let n = bytes.len() as u64;
+            log.append_one(PartitionId(1), bytes, LEADER)
+                .wait()
+                .unwrap();
+            n
+        })
+        .collect();
+    let commits = log.take_commits();
+    // Appends waited one by one: one commit each, in order, with the batch's bytes.
+    assert_eq!(
+        commits.iter().map(|c| c.bytes).collect::<Vec<_>>(),
+        sizes,
+        "{commits:?}"
+    );
+    assert!(commits.iter().all(|c| c.duration > Duration::ZERO));
+    let after = log.stats();
+    assert_eq!(after.commits - before.commits, 5);
+    let total: Duration = commits.iter().map(|c| c.duration).sum();
+    assert_eq!(
+        total.as_nanos() as u64,
+        after.commit_nanos - before.commit_nanos
+    );
+    assert!(log.take_commits().is_empty(), "taken twice");
+    // Past COMMITS_KEPT between two takes, the rest are only counted.
+    let many = eddy_log::COMMITS_KEPT + 10;
+    for _ in 0..many {
+        log.put_meta(&[(b"k", &1u32)]).wait().unwrap();
+    }
+    assert_eq!(log.take_commits().len(), eddy_log::COMMITS_KEPT);
+    assert_eq!(log.stats().commits - after.commits, many as u64);
+}
+
+#[test]
 fn test_periodic_durability_syncs_in_the_background_and_on_flush() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

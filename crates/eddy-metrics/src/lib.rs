@@ -65,11 +65,11 @@ pub const OFFLINE_PARTITIONS: &str = "eddy_offline_partitions";
 pub const PARTITION_ACTORS: &str = "eddy_partition_actors";
 /// Brokers of the cluster that are up.
 pub const BROKERS_ALIVE: &str = "eddy_brokers_alive";
-/// Duration of one LMDB write transaction of a broker's log (apply and commit).
-/// Labels: `broker`.
+/// Duration of each LMDB write transaction of a broker's log (apply and commit, fsync
+/// included in `sync` mode; up to 4,096 commits per reporting interval). Labels: `broker`.
 pub const LOG_COMMIT_LATENCY: &str = "eddy_log_commit_seconds";
-/// Bytes appended per LMDB commit of a broker's log (the group commit's size), averaged
-/// over each reporting interval. Labels: `broker`.
+/// Bytes appended by each LMDB commit of a broker's log (the group commit's size).
+/// Labels: `broker`.
 pub const LOG_COMMIT_BYTES: &str = "eddy_log_commit_bytes";
 /// How full the embedded producer's batches are when sent: bytes / `batch.size` (above 1 for
 /// a single record larger than `batch.size`). Labels: `topic`.

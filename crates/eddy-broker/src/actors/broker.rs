@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use eddy_log::LogStats;
 use eddy_types::PartitionId;
 use tracing::{debug, info, warn};
 
@@ -49,8 +48,6 @@ pub struct Broker {
     /// groups: by partition index, with the leader epoch it was started in.
     coordinators: HashMap<u32, (i32, Addr<OffsetsPartition>)>,
     next_generation: u64,
-    /// Log counters at the last report, for the commit-latency metric.
-    last_stats: LogStats,
 }
 
 impl std::fmt::Debug for Broker {
@@ -71,7 +68,9 @@ impl Broker {
         heartbeat: Recipient<Heartbeat>,
         gone: Recipient<BrokerGone>,
     ) -> Broker {
-        let last_stats = shared.log.stats();
+        // The commit metrics start with this actor (a restarted one does not report what
+        // its log committed before).
+        let _ = shared.log.take_commits();
         Broker {
             shared,
             incarnation,
@@ -81,7 +80,6 @@ impl Broker {
             followers: HashMap::new(),
             coordinators: HashMap::new(),
             next_generation: 0,
-            last_stats,
         }
     }
 
@@ -236,19 +234,19 @@ impl Broker {
             broker: self.shared.id,
             incarnation: self.incarnation,
         });
-        let stats = self.shared.log.stats();
-        let commits = stats.commits.saturating_sub(self.last_stats.commits);
-        if commits > 0 {
-            let nanos = stats
-                .commit_nanos
-                .saturating_sub(self.last_stats.commit_nanos);
-            metrics::histogram!(eddy_metrics::LOG_COMMIT_LATENCY, "broker" => self.shared.id.0.to_string())
-                .record(nanos as f64 / commits as f64 / 1e9);
-            let bytes = stats.bytes.saturating_sub(self.last_stats.bytes);
-            metrics::histogram!(eddy_metrics::LOG_COMMIT_BYTES, "broker" => self.shared.id.0.to_string())
-                .record(bytes as f64 / commits as f64);
+        // Every commit since the last report, one sample each (a per-second mean would hide
+        // the slow commits a request waits behind).
+        let commits = self.shared.log.take_commits();
+        if !commits.is_empty() {
+            let broker = self.shared.id.0.to_string();
+            let latency =
+                metrics::histogram!(eddy_metrics::LOG_COMMIT_LATENCY, "broker" => broker.clone());
+            let size = metrics::histogram!(eddy_metrics::LOG_COMMIT_BYTES, "broker" => broker);
+            for c in &commits {
+                latency.record(c.duration.as_secs_f64());
+                size.record(c.bytes as f64);
+            }
         }
-        self.last_stats = stats;
     }
 
     fn enforce_retention(&mut self, ctx: &mut Context<Self>) {
