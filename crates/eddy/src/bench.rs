@@ -109,8 +109,8 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 /// A librdkafka configuration with the bootstrap servers and Nagle's algorithm off, as
 /// Kafka's Java client always has it (librdkafka's default, `socket.nagle.disable=false`,
 /// holds back the last segment of a request until the ones before it are acknowledged:
-/// `e2e` at 86,000 records/s had a p99 of 330-360 ms in two runs of three with it, 9-11 ms
-/// without; see benches/README.md).
+/// `e2e` at 86,000 records/s on fresh servers had a p99 of 11.5-358 ms in five runs with
+/// it, 9.1-35.1 ms in five without; see benches/README.md).
 fn client_config(args: &BenchArgs) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
