@@ -49,6 +49,11 @@ pub struct LogConfig {
     pub max_readers: u32,
     /// Where commits run; [`WriterMode::Thread`] by default.
     pub writer: WriterMode,
+    /// Bytes at the end of the data file kept in the OS page cache by the writer thread; the
+    /// part behind them is dropped from it as the file grows (1 GiB by default, 0 leaves it
+    /// all to the kernel). Reads of older records then come from the disk. Why: see the
+    /// `cache` module.
+    pub page_cache_window: u64,
 }
 
 impl Default for LogConfig {
@@ -60,6 +65,7 @@ impl Default for LogConfig {
             max_commit_delay: Duration::ZERO,
             max_readers: 1024,
             writer: WriterMode::Thread,
+            page_cache_window: 1 << 30,
         }
     }
 }

@@ -18,6 +18,9 @@
 //!   what has gathered (up to about 1 MiB) in one transaction and then answers each request.
 //!   Reads never wait for it.
 //! - **Durability is explicit**: see [`Durability`].
+//! - **A bounded page-cache window.** As the data file grows, the writer drops the page cache
+//!   of its part more than [`LogConfig::page_cache_window`] behind the end, so new commits
+//!   reuse freshly freed memory (see the `cache` module for the figures).
 //! - **Storage failures lose nothing committed.** A full or read-only disk refuses the commit
 //!   and writes nothing (`DiskFull`, `ReadOnly`). A commit that leaves LMDB in its fatal state
 //!   (its meta-page write failed) makes the writer reopen the environment read-only: reads go
@@ -27,6 +30,7 @@
 //! - `store`: [`LogStore`], reads, and the write requests answered by [`Pending`].
 //! - `writer`: the writer thread, how each request changes the databases, and the
 //!   environment's health (its read-only reopening).
+//! - `cache`: the page-cache window.
 //! - `batch`: the RecordBatch v2 header, validation, offset rewriting.
 //! - `state`, `keys`, `config`, `error`: partition state, key layout, options, [`LogError`].
 //! - [`testing`]: builders of real batches for tests and benchmarks.
@@ -56,6 +60,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod cache;
 mod config;
 mod error;
 mod keys;
@@ -65,6 +70,7 @@ pub mod testing;
 mod writer;
 
 pub use batch::{BatchHeader, Stamped, HEADER_LEN};
+pub use cache::TRIM_STEP;
 pub use config::{Durability, LogConfig, WriterMode};
 pub use error::LogError;
 pub use state::{EpochStart, PartitionConfig};

@@ -92,6 +92,9 @@ pub struct LogStats {
     pub commit_nanos: u64,
     /// Background syncs done in periodic mode.
     pub syncs: u64,
+    /// Bytes of the data file dropped from the page cache (see
+    /// [`LogConfig::page_cache_window`](crate::LogConfig)).
+    pub page_cache_dropped: u64,
 }
 
 /// The answer to a write request, as soon as its commit is done.
@@ -888,6 +891,7 @@ impl LogStore {
             bytes: s.bytes.load(Ordering::Relaxed),
             commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
             syncs: s.syncs.load(Ordering::Relaxed),
+            page_cache_dropped: s.page_cache_dropped.load(Ordering::Relaxed),
         }
     }
 

@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info};
 
 use crate::batch::{patch_header, BatchHeader, BatchSpan, HEADER_LEN as BATCH_HEADER_LEN};
+use crate::cache::CacheTrim;
 use crate::config::{Durability, LogConfig};
 use crate::error::LogError;
 use crate::keys::{
@@ -169,6 +170,7 @@ pub(crate) struct WriterStats {
     pub(crate) bytes: AtomicU64,
     pub(crate) commit_nanos: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    pub(crate) page_cache_dropped: AtomicU64,
     /// Each commit since the last [`LogStore::take_commits`](crate::LogStore::take_commits),
     /// up to [`COMMITS_KEPT`].
     pub(crate) recent: Mutex<Vec<CommitSample>>,
@@ -406,6 +408,7 @@ pub(crate) fn run(
 ) {
     let periodic = matches!(config.durability, Durability::Periodic { .. });
     let mut live = Some(view);
+    let mut trim = CacheTrim::new(&dir, config.page_cache_window);
     let mut running = true;
     while running {
         let Ok(first) = rx.recv() else { break };
@@ -476,6 +479,13 @@ pub(crate) fn run(
                 _ => answer,
             };
             let _ = reply.send(answer);
+        }
+        // After the answers, so that no request waits for it.
+        let dropped = trim.after_commit();
+        if dropped > 0 {
+            stats
+                .page_cache_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
         }
     }
     if let (true, Some(v)) = (periodic, &live) {

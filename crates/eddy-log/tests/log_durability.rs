@@ -214,3 +214,78 @@ fn test_many_partitions_cost_nothing_to_reopen() {
     assert_eq!(log.offsets(PartitionId(n - 1)).unwrap().log_end, 1);
     assert_eq!(log.offsets(PartitionId(0)).unwrap().log_end, 0);
 }
+
+#[test]
+fn test_the_page_cache_window_drops_the_older_part_and_every_record_still_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = 1u64 << 20;
+    let log = LogStore::open(
+        dir.path(),
+        LogConfig {
+            page_cache_window: window,
+            ..small_config()
+        },
+    )
+    .unwrap();
+    let p = PartitionId(1);
+    log.create_partitions(vec![(p, PartitionConfig::default())])
+        .wait()
+        .unwrap();
+    // 40 batches of about 250 KB, one commit each: the file grows to about 10 MB.
+    let sent: Vec<_> = (0..40)
+        .map(|i| batch_bytes(100, i * 1_000, 2_500))
+        .collect();
+    for b in &sent {
+        log.append_one(p, b.clone(), LEADER).wait().unwrap();
+    }
+    let size = log.disk_size().unwrap();
+    let dropped = log.stats().page_cache_dropped;
+    // All but the window and at most one step (the window's size here) behind it.
+    assert!(
+        dropped + 2 * window >= size && dropped + window <= size,
+        "dropped {dropped} of {size}"
+    );
+    // Reads of the dropped part come from the disk, byte for byte as sent (but for the base
+    // offset and the leader epoch, which the log writes).
+    let mut from = 0;
+    let mut batches = Vec::new();
+    while from < 4_000 {
+        let f = log.read(p, from, 1 << 20).unwrap();
+        assert!(f.batches > 0, "nothing at {from}");
+        let mut rest = &f.records[..];
+        while !rest.is_empty() {
+            let len = 12 + u32::from_be_bytes(rest[8..12].try_into().unwrap()) as usize;
+            batches.push(rest[..len].to_vec());
+            rest = &rest[len..];
+        }
+        from = f.next_offset;
+    }
+    assert_eq!(batches.len(), sent.len());
+    for (i, (got, want)) in batches.iter().zip(&sent).enumerate() {
+        assert_eq!(
+            got[..8],
+            (i as u64 * 100).to_be_bytes(),
+            "base offset of {i}"
+        );
+        assert_eq!(got[8..12], want[8..12], "length of {i}");
+        assert_eq!(got[16..], want[16..], "batch {i}");
+    }
+
+    // A window of 0 leaves the page cache to the kernel.
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogStore::open(
+        dir.path(),
+        LogConfig {
+            page_cache_window: 0,
+            ..small_config()
+        },
+    )
+    .unwrap();
+    log.create_partitions(vec![(p, PartitionConfig::default())])
+        .wait()
+        .unwrap();
+    for b in &sent {
+        log.append_one(p, b.clone(), LEADER).wait().unwrap();
+    }
+    assert_eq!(log.stats().page_cache_dropped, 0);
+}

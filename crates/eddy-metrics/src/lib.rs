@@ -71,6 +71,9 @@ pub const LOG_COMMIT_LATENCY: &str = "eddy_log_commit_seconds";
 /// Bytes appended by each LMDB commit of a broker's log (the group commit's size).
 /// Labels: `broker`.
 pub const LOG_COMMIT_BYTES: &str = "eddy_log_commit_bytes";
+/// Bytes of a broker's log file dropped from the OS page cache behind its page-cache window
+/// (`eddy_log::LogConfig::page_cache_window`). Labels: `broker`.
+pub const LOG_PAGE_CACHE_DROPPED: &str = "eddy_log_page_cache_dropped_bytes_total";
 /// How full the embedded producer's batches are when sent: bytes / `batch.size` (above 1 for
 /// a single record larger than `batch.size`). Labels: `topic`.
 pub const PRODUCER_BATCH_FILL: &str = "eddy_producer_batch_fill_ratio";
@@ -242,6 +245,12 @@ pub const ALL: &[Metric] = &[
         Kind::Histogram,
         Unit::Bytes,
         "bytes appended per LMDB commit of a broker's log",
+    ),
+    m(
+        LOG_PAGE_CACHE_DROPPED,
+        Kind::Counter,
+        Unit::Bytes,
+        "bytes of a broker's log file dropped from the page cache behind its window",
     ),
     m(
         PRODUCER_BATCH_FILL,

@@ -55,6 +55,11 @@ pub(crate) struct ServeArgs {
     /// background every <ms>; a crash may lose the last <ms> of acknowledged records).
     #[arg(long, env = "EDDY_DURABILITY", value_name = "MODE")]
     durability: Option<String>,
+    /// MiB at the end of each log directory's data file kept in the OS page cache; the part
+    /// behind them is dropped from it as the log grows, so new writes reuse freed memory
+    /// (0 leaves it all to the kernel) [default: 1024].
+    #[arg(long, env = "EDDY_PAGE_CACHE_WINDOW_MB", value_name = "MIB")]
+    page_cache_window_mb: Option<u64>,
     /// The context consumer's strategy (reply-chain, recent-window, heuristic), or `off`
     /// [default: heuristic].
     #[arg(long, env = "EDDY_CONTEXT_STRATEGY", value_name = "NAME")]
@@ -113,6 +118,7 @@ struct FileConfig {
     http_host: Option<String>,
     http_port: Option<u16>,
     durability: Option<String>,
+    page_cache_window_mb: Option<u64>,
     context_strategy: Option<String>,
     context_params: Option<toml::Value>,
     context_topics: Option<String>,
@@ -158,6 +164,8 @@ pub(crate) struct Settings {
     pub(crate) http_host: String,
     pub(crate) http_port: u16,
     pub(crate) durability: Durability,
+    /// Bytes; see `eddy_log::LogConfig::page_cache_window`.
+    pub(crate) page_cache_window: u64,
     /// `None`: no context consumer.
     pub(crate) context: Option<ContextSettings>,
 }
@@ -201,6 +209,12 @@ impl ServeArgs {
             Some(d) => parse_durability(&d)?,
             None => Durability::Sync,
         };
+        let page_cache_window = self
+            .page_cache_window_mb
+            .or(file.page_cache_window_mb)
+            .unwrap_or(1024)
+            .checked_mul(1 << 20)
+            .context("page_cache_window_mb is too large")?;
         let context = resolve_context(
             ContextArgs {
                 strategy: self.context_strategy.or(file.context_strategy),
@@ -251,6 +265,7 @@ impl ServeArgs {
             http_port: self.http_port.or(file.http_port).unwrap_or(8080),
             host,
             durability,
+            page_cache_window,
         })
     }
 }
@@ -373,6 +388,7 @@ pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
     config.brokers = s.brokers;
     config.auto_create_topics = s.auto_create_topics;
     config.log.durability = s.durability;
+    config.log.page_cache_window = s.page_cache_window;
     let eddy = EmbeddedCluster::open(config)
         .with_context(|| format!("cannot open the cluster in {}", s.data_dir.display()))?;
     let context = match &s.context {
@@ -472,6 +488,7 @@ mod tests {
             http_host: None,
             http_port: None,
             durability: None,
+            page_cache_window_mb: None,
             context_strategy: None,
             context_params: None,
             context_topics: None,
@@ -496,6 +513,7 @@ mod tests {
             ("127.0.0.1", "127.0.0.1")
         );
         assert_eq!(s.durability, Durability::Sync);
+        assert_eq!(s.page_cache_window, 1 << 30);
         let c = s.context.unwrap();
         assert_eq!(
             (c.strategy.as_str(), c.topics.as_str()),
@@ -551,7 +569,8 @@ mod tests {
         let file = dir.path().join("eddy.toml");
         std::fs::write(
             &file,
-            "brokers = 5\nhttp_port = 9000\nhost = \"0.0.0.0\"\ndurability = \"periodic:200\"\n",
+            "brokers = 5\nhttp_port = 9000\nhost = \"0.0.0.0\"\ndurability = \"periodic:200\"\n\
+             page_cache_window_mb = 64\n",
         )
         .unwrap();
         let mut a = args(Some(file.clone()));
@@ -565,7 +584,11 @@ mod tests {
                 interval: Duration::from_millis(200)
             }
         );
+        assert_eq!(s.page_cache_window, 64 << 20);
         std::fs::write(&file, "brokerz = 5\n").unwrap();
+        let mut a = args(None);
+        a.page_cache_window_mb = Some(u64::MAX);
+        assert!(format!("{:#}", a.resolve().unwrap_err()).contains("page_cache_window_mb"));
         let e = args(Some(file)).resolve().unwrap_err();
         assert!(format!("{e:#}").contains("brokerz"), "{e:#}");
         assert!(parse_durability("sometimes").is_err());

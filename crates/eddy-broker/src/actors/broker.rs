@@ -236,9 +236,11 @@ impl Broker {
         });
         // Every commit since the last report, one sample each (a per-second mean would hide
         // the slow commits a request waits behind).
+        let broker = self.shared.id.0.to_string();
+        metrics::counter!(eddy_metrics::LOG_PAGE_CACHE_DROPPED, "broker" => broker.clone())
+            .absolute(self.shared.log.stats().page_cache_dropped);
         let commits = self.shared.log.take_commits();
         if !commits.is_empty() {
-            let broker = self.shared.id.0.to_string();
             let latency =
                 metrics::histogram!(eddy_metrics::LOG_COMMIT_LATENCY, "broker" => broker.clone());
             let size = metrics::histogram!(eddy_metrics::LOG_COMMIT_BYTES, "broker" => broker);
