@@ -6,6 +6,7 @@
 //! `EDDY_BENCH_DIR` picks the directory, default a temp dir; `-- --periodic` runs the cluster
 //! with `periodic` durability, no fsync per commit, as Kafka runs by default;
 //! `-- --max-commit-mib N` sets the log writers' group commit cap, 1 MiB by default;
+//! `-- --page-cache-window-mib N` the log writers' page-cache window, 1024 by default, 0 off;
 //! `-- --nagle` leaves librdkafka's clients with Nagle's algorithm on, librdkafka's default:
 //! the bench turns it off, as Kafka's Java client always does).
 //!
@@ -398,12 +399,21 @@ fn main() -> anyhow::Result<()> {
             .context("--max-commit-mib takes a number")?;
         config.log.max_commit_bytes = mib << 20;
     }
+    // `-- --page-cache-window-mib N`: see `eddy_log::LogConfig::page_cache_window`.
+    if let Some(i) = args.iter().position(|a| a == "--page-cache-window-mib") {
+        let mib: u64 = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .context("--page-cache-window-mib takes a number")?;
+        config.log.page_cache_window = mib << 20;
+    }
     if periodic {
         config.log.durability = eddy_log::Durability::Periodic {
             interval: Duration::from_millis(1000),
         };
     }
     let commit_mib = config.log.max_commit_bytes >> 20;
+    let config_window_mib = config.log.page_cache_window >> 20;
     let eddy = EmbeddedCluster::open(config)?;
     let cluster = eddy.cluster();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -420,9 +430,10 @@ fn main() -> anyhow::Result<()> {
     let boot = server.bootstrap();
     let scale = if quick { 4 } else { 1 };
     println!(
-        "kafka_wire: 3 brokers, {} durability, commits up to {} MiB, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}, socket.nagle.disable={}; librdkafka {} vs eddy-client",
+        "kafka_wire: 3 brokers, {} durability, commits up to {} MiB, page-cache window {} MiB, {PARTITIONS} partitions x RF 3, linger 5 ms, batch.size {BATCH}, socket.nagle.disable={}; librdkafka {} vs eddy-client",
         if periodic { "periodic" } else { "sync" },
         commit_mib,
+        config_window_mib,
         nagle_off(),
         rdkafka::util::get_rdkafka_version().1
     );

@@ -332,11 +332,12 @@ fn produce(args: &BenchArgs, stamp: bool) -> anyhow::Result<Produced> {
                     if stamp {
                         value[..8].copy_from_slice(&now_us().to_be_bytes());
                     }
-                    let key = format!("k{i}-{n}");
+                    // A key is made only for keyed runs (the client's CPU is the bench's).
+                    let key = args.keyed.then(|| format!("k{i}-{n}"));
                     let mut record =
                         BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
                             .payload(&value[..]);
-                    if args.keyed {
+                    if let Some(key) = &key {
                         record = record.key(key.as_bytes());
                     }
                     match p.send(record) {
