@@ -384,27 +384,31 @@ struct Consumed {
     rest: Duration,
 }
 
+/// The number after `name` on the command line, if `name` is there.
+fn mib_flag(args: &[String], name: &str) -> anyhow::Result<Option<u64>> {
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    let mib = args
+        .get(i + 1)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{name} takes a number of MiB"))?;
+    Ok(Some(mib))
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let scratch = eddy_benches::scratch_dir().context("bench directory")?;
     let periodic = std::env::args().any(|a| a == "--periodic");
     let mut config = ClusterConfig::new("bench", scratch.path());
     config.topic_defaults.min_insync_replicas = 1;
-    // `-- --max-commit-mib N`: the log writers' group commit cap (1 MiB by default).
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--max-commit-mib") {
-        let mib: usize = args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .context("--max-commit-mib takes a number")?;
-        config.log.max_commit_bytes = mib << 20;
+    // `-- --max-commit-mib N`: the log writers' group commit cap (1 MiB by default).
+    if let Some(mib) = mib_flag(&args, "--max-commit-mib")? {
+        config.log.max_commit_bytes = (mib as usize) << 20;
     }
     // `-- --page-cache-window-mib N`: see `eddy_log::LogConfig::page_cache_window`.
-    if let Some(i) = args.iter().position(|a| a == "--page-cache-window-mib") {
-        let mib: u64 = args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .context("--page-cache-window-mib takes a number")?;
+    if let Some(mib) = mib_flag(&args, "--page-cache-window-mib")? {
         config.log.page_cache_window = mib << 20;
     }
     if periodic {
