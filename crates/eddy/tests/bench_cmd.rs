@@ -78,6 +78,11 @@ fn produce_consume_and_end_to_end() {
     );
     assert_eq!(e["received"], e["records"], "{e}");
     assert!(e["latency"]["max_ms"].as_f64().unwrap() > 0.0, "{e}");
+    // e2e also reports its producers' side: send to acknowledgement.
+    assert!(
+        e["produce_latency"]["max_ms"].as_f64().unwrap() > 0.0,
+        "{e}"
+    );
     assert_eq!(e["warm_up_records"].as_u64(), Some(3), "{e}");
     assert!(e["raw_disk_burst_mb_per_s"].as_f64().unwrap() > 0.0, "{e}");
     assert!(e["raw_disk_synced_mb_per_s"].as_f64().unwrap() > 0.0, "{e}");
