@@ -125,6 +125,29 @@ fn test_a_long_poll_holds_up_only_its_own_connection_whose_answers_keep_their_or
 }
 
 #[test]
+fn test_a_short_long_poll_is_answered_when_its_own_wait_ends() {
+    use tokio::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    server.block_on(async {
+        let addr = quiet_partition(&server).await;
+        let mut w = Wire::connect(addr).await;
+        // 40 polls of 5 ms one after the other, each waiting its whole wait (nothing comes).
+        // Ended by the leader's 100 ms housekeeping tick instead, as they once were, they
+        // took about 4 s; the bound leaves ten times their own 200 ms for a loaded machine.
+        let t0 = Instant::now();
+        for _ in 0..40 {
+            let t = Instant::now();
+            w.request(12, &long_poll("quiet", 5)).await.unwrap();
+            assert!(t.elapsed() >= Duration::from_millis(5), "{:?}", t.elapsed());
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    });
+    server.stop();
+}
+
+#[test]
 fn test_pipelined_produce_requests_are_appended_and_answered_in_arrival_order() {
     use bytes::{Buf, Bytes};
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

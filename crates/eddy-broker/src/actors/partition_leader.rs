@@ -59,6 +59,8 @@ enum Parked {
         msg: Fetch,
         tx: Reply<FetchReply>,
         deadline: Instant,
+        /// Names it for the timer that ends its wait.
+        id: u64,
     },
     Replica {
         msg: ReplicateFrom,
@@ -88,6 +90,8 @@ pub(crate) struct PartitionLeader {
     waiting: VecDeque<WaitingAck>,
     /// Fetches waiting for records.
     parked: Vec<Parked>,
+    /// The id of the next consumer fetch parked.
+    next_park_id: u64,
     /// Appends submitted to the log and not answered yet.
     inflight: usize,
     /// Offset the next appended record gets: the log end plus the queued appends.
@@ -199,6 +203,7 @@ impl PartitionLeader {
             shared,
             waiting: VecDeque::new(),
             parked: Vec::new(),
+            next_park_id: 0,
             inflight: 0,
             next_offset: offsets.log_end,
             unflushed: VecDeque::new(),
@@ -294,13 +299,24 @@ impl PartitionLeader {
         for p in parked {
             match p {
                 p @ Parked::Consumer { .. } if replicas_only => self.parked.push(p),
-                Parked::Consumer { msg, tx, deadline } => {
+                Parked::Consumer { tx, .. } if tx.is_closed() => {}
+                Parked::Consumer {
+                    msg,
+                    tx,
+                    deadline,
+                    id,
+                } => {
                     let done = expire && t >= deadline;
                     match self.read_for_consumer(&msg) {
                         Ok(r) if r.records.len() >= msg.min_bytes.max(1) || done => {
                             let _ = tx.send(Ok(r));
                         }
-                        Ok(_) => self.parked.push(Parked::Consumer { msg, tx, deadline }),
+                        Ok(_) => self.parked.push(Parked::Consumer {
+                            msg,
+                            tx,
+                            deadline,
+                            id,
+                        }),
                         Err(e) => {
                             let _ = tx.send(Err(e));
                         }
@@ -319,6 +335,21 @@ impl PartitionLeader {
                     }
                 }
             }
+        }
+    }
+
+    /// The wait of the consumer fetch `id` ended: it gets what there is (if it is still
+    /// parked: records may have answered it already).
+    fn wait_ended(&mut self, id: u64) {
+        let Some(at) = self
+            .parked
+            .iter()
+            .position(|p| matches!(p, Parked::Consumer { id: i, .. } if *i == id))
+        else {
+            return;
+        };
+        if let Parked::Consumer { msg, tx, .. } = self.parked.swap_remove(at) {
+            let _ = tx.send(self.read_for_consumer(&msg));
         }
     }
 
@@ -825,7 +856,7 @@ impl Handler<Produce> for PartitionLeader {
 impl Handler<Fetch> for PartitionLeader {
     type Result = ResponseFuture<Result<FetchReply, BrokerError>>;
 
-    fn handle(&mut self, msg: Fetch, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
         self.touch();
         let fetch_metrics = self.fetch_metrics.clone();
         let started = Instant::now();
@@ -836,7 +867,17 @@ impl Handler<Fetch> for PartitionLeader {
             }
             Ok(_) => {
                 let deadline = now() + msg.max_wait;
-                self.parked.push(Parked::Consumer { msg, tx, deadline });
+                let id = self.next_park_id;
+                self.next_park_id += 1;
+                // Its own timer: the tick comes only every 100 ms, and clients ask for
+                // waits of a few ms (librdkafka's consumers in `eddy bench`: 10 ms).
+                ctx.run_later(msg.max_wait, move |act, _| act.wait_ended(id));
+                self.parked.push(Parked::Consumer {
+                    msg,
+                    tx,
+                    deadline,
+                    id,
+                });
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
