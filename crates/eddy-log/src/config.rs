@@ -51,8 +51,8 @@ pub struct LogConfig {
     pub writer: WriterMode,
     /// Bytes at the end of the data file kept in the OS page cache by the writer thread; the
     /// part behind them is dropped from it as the file grows (1 GiB by default, 0 leaves it
-    /// all to the kernel). Reads of older records then come from the disk. Why: see the
-    /// `cache` module.
+    /// all to the kernel). Reads of older records then come from the disk, and drop what they
+    /// read once copied. Why: see the `cache` module.
     pub page_cache_window: u64,
 }
 

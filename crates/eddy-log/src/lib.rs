@@ -20,7 +20,8 @@
 //! - **Durability is explicit**: see [`Durability`].
 //! - **A bounded page-cache window.** As the data file grows, the writer drops the page cache
 //!   of its part more than [`LogConfig::page_cache_window`] behind the end, so new commits
-//!   reuse freshly freed memory (see the `cache` module for the figures).
+//!   reuse freshly freed memory, and reads of records behind it drop what they read (see
+//!   the `cache` module for the figures).
 //! - **Storage failures lose nothing committed.** A full or read-only disk refuses the commit
 //!   and writes nothing (`DiskFull`, `ReadOnly`). A commit that leaves LMDB in its fatal state
 //!   (its meta-page write failed) makes the writer reopen the environment read-only: reads go
@@ -70,7 +71,7 @@ pub mod testing;
 mod writer;
 
 pub use batch::{BatchHeader, Stamped, HEADER_LEN};
-pub use cache::TRIM_STEP;
+pub use cache::{MIN_STEP, TRIM_STEP};
 pub use config::{Durability, LogConfig, WriterMode};
 pub use error::LogError;
 pub use state::{EpochStart, PartitionConfig};

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::batch::{self, BatchHeader, Origin, Stamped};
+use crate::cache::PLAN_MAX;
 use crate::config::{Durability, LogConfig, WriterMode};
 use crate::error::LogError;
 use crate::keys::{log_key_parts, state_key_partition, user_key, STATE_PREFIX};
@@ -92,7 +93,8 @@ pub struct LogStats {
     pub commit_nanos: u64,
     /// Background syncs done in periodic mode.
     pub syncs: u64,
-    /// Bytes of the data file dropped from the page cache (see
+    /// Bytes of the data file dropped from the page cache: by the writer as the file grows,
+    /// and by reads of records behind the window (see
     /// [`LogConfig::page_cache_window`](crate::LogConfig)).
     pub page_cache_dropped: u64,
 }
@@ -672,6 +674,9 @@ impl LogStore {
             });
         }
         let upper = until.min(st.log_end);
+        // The pages this read copies: read ahead, and dropped once copied where they lie
+        // behind the page-cache window.
+        let mut pages = view.cache.as_deref().map(|c| c.read());
         let mut out = BytesMut::new();
         let mut batches = 0;
         let mut next_offset = from;
@@ -680,6 +685,23 @@ impl LogStore {
             let ctx = &self.inner.ctx;
             let start = batch_containing(&txn, dbs, ctx, partition, from)?.unwrap_or(from);
             let (lo, hi) = partition_range(partition, start);
+            if let Some(b) = &mut pages {
+                // First the pieces this read will copy, read ahead together (about
+                // `max_bytes` of them; their pages are not touched yet).
+                let iter = dbs
+                    .log
+                    .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+                    .map_err(|e| ctx.heed(e))?;
+                let mut planned = 0usize;
+                for kv in iter {
+                    let (_, v) = kv.map_err(|e| ctx.heed(e))?;
+                    if planned > max_bytes.min(PLAN_MAX) || !b.plan(v) {
+                        break;
+                    }
+                    planned += v.len();
+                }
+                b.read_ahead();
+            }
             let iter = dbs
                 .log
                 .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
@@ -690,6 +712,9 @@ impl LogStore {
             let mut batch_end = 0;
             for kv in iter {
                 let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+                if let Some(b) = &mut pages {
+                    b.touched(v);
+                }
                 let (base, index) =
                     log_key_parts(k, partition).ok_or_else(|| LogError::Corrupt {
                         what: format!("log key of partition {partition}"),
@@ -724,6 +749,15 @@ impl LogStore {
             }
             if copying {
                 check_pieces(partition, next_offset, out.len(), batch_end)?;
+            }
+        }
+        if let Some(b) = pages {
+            let dropped = b.finish();
+            if dropped > 0 {
+                self.inner
+                    .stats
+                    .page_cache_dropped
+                    .fetch_add(dropped, Ordering::Relaxed);
             }
         }
         Ok(Fetched {

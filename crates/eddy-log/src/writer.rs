@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info};
 
 use crate::batch::{patch_header, BatchHeader, BatchSpan, HEADER_LEN as BATCH_HEADER_LEN};
-use crate::cache::CacheTrim;
+use crate::cache::{CacheTrim, PageCache};
 use crate::config::{Durability, LogConfig};
 use crate::error::LogError;
 use crate::keys::{
@@ -237,6 +237,8 @@ pub(crate) fn partition_range(partition: PartitionId, from_base: u64) -> ([u8; 1
 pub(crate) struct View {
     pub(crate) env: Env<WithoutTls>,
     pub(crate) dbs: Dbs,
+    /// The page-cache window of its data file (`None`: off).
+    pub(crate) cache: Option<Arc<PageCache>>,
 }
 
 impl View {
@@ -263,6 +265,11 @@ pub(crate) fn open_view(
     if read_only {
         // On a read-only filesystem LMDB then goes on without its lock file.
         flags |= EnvFlags::READ_ONLY;
+    }
+    if config.page_cache_window > 0 {
+        // A fault in the map reads just its page: reads behind the window ask for their
+        // read-ahead themselves (see the `cache` module).
+        flags |= EnvFlags::NO_READ_AHEAD;
     }
     // SAFETY: LMDB maps the directory's data file. The mapping stays sound as long as no one
     // modifies the file outside LMDB or breaks its lock file; the directory belongs to this
@@ -292,8 +299,10 @@ pub(crate) fn open_view(
         (Some(log), Some(meta))
     };
     let page = env.unnamed_database_stat().page_size as usize;
+    let cache = PageCache::open(&env, dir, config.page_cache_window).map(Arc::new);
     match dbs {
         (Some(log), Some(meta)) => Ok(View {
+            cache,
             env,
             dbs: Dbs {
                 log,
@@ -408,7 +417,7 @@ pub(crate) fn run(
 ) {
     let periodic = matches!(config.durability, Durability::Periodic { .. });
     let mut live = Some(view);
-    let mut trim = CacheTrim::new(&dir, config.page_cache_window);
+    let mut trim = CacheTrim::default();
     let mut running = true;
     while running {
         let Ok(first) = rx.recv() else { break };
@@ -432,7 +441,7 @@ pub(crate) fn run(
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-        let Some(View { env, dbs }) = &live else {
+        let Some(View { env, dbs, cache }) = &live else {
             for (_, reply) in group {
                 let _ = reply.send(Err(health.failure(&ctx).unwrap_or(LogError::WriterStopped)));
             }
@@ -481,7 +490,7 @@ pub(crate) fn run(
             let _ = reply.send(answer);
         }
         // After the answers, so that no request waits for it.
-        let dropped = trim.after_commit();
+        let dropped = trim.after_commit(cache.as_deref());
         if dropped > 0 {
             stats
                 .page_cache_dropped

@@ -270,6 +270,18 @@ fn test_the_page_cache_window_drops_the_older_part_and_every_record_still_reads_
         assert_eq!(got[8..12], want[8..12], "length of {i}");
         assert_eq!(got[16..], want[16..], "batch {i}");
     }
+    // The reads dropped what they read behind the window, mapped pages included: what
+    // stays mapped is about the window (and the tree's pages), not the 10 MB read.
+    assert!(
+        log.stats().page_cache_dropped >= dropped + size / 2,
+        "reads dropped {} after the writer's {dropped}",
+        log.stats().page_cache_dropped - dropped
+    );
+    let mapped = mapped_bytes(&dir.path().join("data.mdb"));
+    assert!(
+        mapped <= window + (2 << 20),
+        "{mapped} bytes mapped of {size}"
+    );
 
     // A window of 0 leaves the page cache to the kernel.
     let dir = tempfile::tempdir().unwrap();
@@ -288,4 +300,34 @@ fn test_the_page_cache_window_drops_the_older_part_and_every_record_still_reads_
         log.append_one(p, b.clone(), LEADER).wait().unwrap();
     }
     assert_eq!(log.stats().page_cache_dropped, 0);
+    // And what is read stays mapped (what the window's reads avoid).
+    let mut from = 0;
+    while from < 4_000 {
+        from = log.read(p, from, 1 << 20).unwrap().next_offset;
+    }
+    let mapped = mapped_bytes(&dir.path().join("data.mdb"));
+    assert!(mapped >= 8 << 20, "{mapped} bytes mapped");
+}
+
+/// Resident bytes of this process's mappings of `file` (`Rss` in /proc/self/smaps).
+fn mapped_bytes(file: &std::path::Path) -> u64 {
+    let file = std::fs::canonicalize(file).unwrap();
+    let name = file.to_str().unwrap();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut ours = false;
+    let mut kb = 0;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            ours = line.ends_with(name);
+        } else if ours && first == "Rss:" {
+            kb += line
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap();
+        }
+    }
+    kb * 1024
 }
