@@ -674,8 +674,8 @@ impl LogStore {
             });
         }
         let upper = until.min(st.log_end);
-        // The pages this read copies: read ahead, and dropped once copied where they lie
-        // behind the page-cache window.
+        // The pages this read copies from behind the page-cache window: read ahead, and
+        // dropped once copied.
         let mut pages = view.cache.as_deref().map(|c| c.read());
         let mut out = BytesMut::new();
         let mut batches = 0;
@@ -686,8 +686,8 @@ impl LogStore {
             let start = batch_containing(&txn, dbs, ctx, partition, from)?.unwrap_or(from);
             let (lo, hi) = partition_range(partition, start);
             if let Some(b) = &mut pages {
-                // First the pieces this read will copy, read ahead together (about
-                // `max_bytes` of them; their pages are not touched yet).
+                // Behind the window: first the pieces this read will copy, read ahead
+                // together (about `max_bytes` of them; their pages are not touched yet).
                 let iter = dbs
                     .log
                     .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))

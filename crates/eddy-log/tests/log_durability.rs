@@ -283,6 +283,35 @@ fn test_the_page_cache_window_drops_the_older_part_and_every_record_still_reads_
         "{mapped} bytes mapped of {size}"
     );
 
+    // Reopened, with a window larger than the file: what was written before counts as
+    // behind it (after a restart it is cold), so reading it leaves nothing mapped either.
+    drop(log);
+    let log = LogStore::open(
+        dir.path(),
+        LogConfig {
+            page_cache_window: 1 << 30,
+            ..small_config()
+        },
+    )
+    .unwrap();
+    let mut from = 0;
+    while from < 4_000 {
+        let f = log.read(p, from, 1 << 20).unwrap();
+        assert!(f.batches > 0, "nothing at {from} after reopening");
+        from = f.next_offset;
+    }
+    assert!(
+        log.stats().page_cache_dropped >= size / 2,
+        "reads dropped {} of {size}",
+        log.stats().page_cache_dropped
+    );
+    let mapped = mapped_bytes(&dir.path().join("data.mdb"));
+    assert!(
+        mapped <= 2 << 20,
+        "{mapped} bytes mapped of {size} after reopening"
+    );
+    drop(log);
+
     // A window of 0 leaves the page cache to the kernel.
     let dir = tempfile::tempdir().unwrap();
     let log = LogStore::open(
