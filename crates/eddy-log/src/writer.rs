@@ -369,9 +369,10 @@ impl Health {
         // handle finish their short transactions (failing) and let it go.
         let mut slot = self.view.write().unwrap_or_else(PoisonError::into_inner);
         drop(own);
-        if let Some(old) = slot.take() {
-            if !old
-                .env
+        if let Some(View { env, cache, .. }) = slot.take() {
+            // The page-cache window holds the environment open too.
+            drop(cache);
+            if !env
                 .prepare_for_closing()
                 .wait_timeout(Duration::from_secs(10))
             {
