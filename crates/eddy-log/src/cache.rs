@@ -219,11 +219,21 @@ impl ReadPages<'_> {
         Some((start, end))
     }
 
+    /// The pages of a value that lies behind the writer's mark.
+    fn behind(&self, value: &[u8]) -> Option<(u64, u64)> {
+        self.pages(value).filter(|(_, end)| *end <= self.below)
+    }
+
+    /// Whether a value lies behind the writer's mark (its read should be planned).
+    pub(crate) fn is_behind(&self, value: &[u8]) -> bool {
+        self.behind(value).is_some()
+    }
+
     /// First pass: a value the read will copy (not touched: LMDB hands out the address of an
     /// overflow page without reading it). Returns false once past the writer's mark (the
     /// window, where the pages are cached) or outside the map.
     pub(crate) fn plan(&mut self, value: &[u8]) -> bool {
-        let Some((start, end)) = self.pages(value).filter(|(_, end)| *end <= self.below) else {
+        let Some((start, end)) = self.behind(value) else {
             return false;
         };
         match self.ahead.last_mut() {
@@ -244,7 +254,7 @@ impl ReadPages<'_> {
     /// A value the read is about to copy: notes its pages to drop once done, if they lie
     /// behind the writer's mark.
     pub(crate) fn touched(&mut self, value: &[u8]) {
-        let Some((start, end)) = self.pages(value).filter(|(_, end)| *end <= self.below) else {
+        let Some((start, end)) = self.behind(value) else {
             return;
         };
         match self.ranges.last_mut() {

@@ -685,23 +685,7 @@ impl LogStore {
             let ctx = &self.inner.ctx;
             let start = batch_containing(&txn, dbs, ctx, partition, from)?.unwrap_or(from);
             let (lo, hi) = partition_range(partition, start);
-            if let Some(b) = &mut pages {
-                // Behind the window: first the pieces this read will copy, read ahead
-                // together (about `max_bytes` of them; their pages are not touched yet).
-                let iter = dbs
-                    .log
-                    .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
-                    .map_err(|e| ctx.heed(e))?;
-                let mut planned = 0usize;
-                for kv in iter {
-                    let (_, v) = kv.map_err(|e| ctx.heed(e))?;
-                    if planned > max_bytes.min(PLAN_MAX) || !b.plan(v) {
-                        break;
-                    }
-                    planned += v.len();
-                }
-                b.read_ahead();
-            }
+            let mut first = true;
             let iter = dbs
                 .log
                 .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
@@ -713,8 +697,27 @@ impl LogStore {
             for kv in iter {
                 let (k, v) = kv.map_err(|e| ctx.heed(e))?;
                 if let Some(b) = &mut pages {
+                    if first && b.is_behind(v) {
+                        // Behind the window: first the pieces this read will copy, read
+                        // ahead together (about `max_bytes` of them; their pages are not
+                        // touched yet). Reads within the window skip this walk.
+                        let plan = dbs
+                            .log
+                            .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+                            .map_err(|e| ctx.heed(e))?;
+                        let mut planned = 0usize;
+                        for kv in plan {
+                            let (_, v) = kv.map_err(|e| ctx.heed(e))?;
+                            if planned > max_bytes.min(PLAN_MAX) || !b.plan(v) {
+                                break;
+                            }
+                            planned += v.len();
+                        }
+                        b.read_ahead();
+                    }
                     b.touched(v);
                 }
+                first = false;
                 let (base, index) =
                     log_key_parts(k, partition).ok_or_else(|| LogError::Corrupt {
                         what: format!("log key of partition {partition}"),
