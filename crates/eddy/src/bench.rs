@@ -4,7 +4,9 @@
 //! consumer timing each record from its send to its arrival). Reports records/s, MB/s and
 //! latency p50/p99/p99.9/max as a table or JSON, with a progress line on stderr. With
 //! `--raw-disk DIR` it also measures the disk's sequential write bandwidth with fdatasync in
-//! the same run (a burst, and sustained with an fdatasync per MiB), for ratios.
+//! the same run (a burst, and sustained with an fdatasync per MiB), for ratios, and in `e2e`
+//! mode, after the load, the disk's own latency tail when appended to at the run's write
+//! rate (is a latency tail Eddy's or the disk's?).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -80,7 +82,9 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Also measure the disk's raw write bandwidth here (256 MiB + one fdatasync, and 1 GiB
-    /// with an fdatasync per MiB, which the ratios use).
+    /// with an fdatasync per MiB, which the ratios use); e2e also times, after the load, the
+    /// disk alone appended to at the run's rate (one writer per replica, each piece
+    /// fdatasync'd).
     #[arg(long, value_name = "DIR")]
     raw_disk: Option<PathBuf>,
     /// MiB for `--raw-disk`'s synced measurement.
@@ -156,6 +160,12 @@ impl Latencies {
             if (slot as usize) < KEEP {
                 self.kept[slot as usize] = us;
             }
+        }
+    }
+
+    fn merge(&mut self, other: Latencies) {
+        for us in other.kept {
+            self.add(Duration::from_micros(u64::from(us)));
         }
     }
 
@@ -571,6 +581,69 @@ fn raw_disk(dir: &std::path::Path, mib: usize) -> anyhow::Result<RawDisk> {
     result
 }
 
+/// The disk's own latency tail at a log's write pattern: `writers` threads (one per replica,
+/// as each broker's log has its own writer), each appending `bytes_per_s` to a file of its
+/// own in pieces of at most 512 KiB, each piece followed by an fdatasync, for `duration`;
+/// the time of each write + fdatasync. A file past 1 GiB is truncated and appended again, so
+/// every piece lands on blocks the file system allocates then (as a growing log's commits do)
+/// while the disk space used stays bounded.
+fn raw_disk_appends(
+    dir: &std::path::Path,
+    bytes_per_s: f64,
+    writers: usize,
+    duration: Duration,
+) -> anyhow::Result<Latencies> {
+    use std::os::unix::fs::FileExt as _;
+    const CAP: u64 = 1 << 30;
+    // At least 100 pieces a second, as a log under this load commits many times a second.
+    let piece = ((bytes_per_s / 100.0) as usize).clamp(4096, 512 << 10);
+    let every = Duration::from_secs_f64(piece as f64 / bytes_per_s.max(1.0));
+    let all = Arc::new(Mutex::new(Latencies::default()));
+    let threads: Vec<_> = (0..writers.max(1))
+        .map(|i| {
+            let path = dir.join(format!("eddy-bench-raw-{}-{i}", std::process::id()));
+            let all = all.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let result = (|| {
+                    let file = std::fs::File::create(&path)?;
+                    let data = vec![0x5au8; piece];
+                    let started = Instant::now();
+                    let (mut at, mut k) = (0u64, 0u32);
+                    let mut mine = Latencies::default();
+                    while started.elapsed() < duration {
+                        let due = started + every * k;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        let t = Instant::now();
+                        file.write_all_at(&data, at)?;
+                        file.sync_data()?;
+                        mine.add(t.elapsed());
+                        at += piece as u64;
+                        k += 1;
+                        if at >= CAP {
+                            file.set_len(0)?;
+                            at = 0;
+                        }
+                    }
+                    if let Ok(mut all) = all.lock() {
+                        all.merge(mine);
+                    }
+                    Ok(())
+                })();
+                let _ = std::fs::remove_file(&path);
+                result
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a raw-disk writer panicked"))??;
+    }
+    let mut all = all.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    Ok(std::mem::take(&mut *all))
+}
+
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let raw = match &args.raw_disk {
         Some(dir) => Some(raw_disk(dir, args.raw_disk_mib)?),
@@ -636,6 +709,15 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             report["latency"] = lat.summary();
             // The producers' side of it: send to acknowledgement (acks=all: replicated).
             report["produce_latency"] = acked.summary();
+            if let Some(dir) = &args.raw_disk {
+                // The disk alone, written as the replicas' logs just wrote it: does it
+                // stall by itself at this rate?
+                let per_replica = n as f64 * size / took.as_secs_f64();
+                let writers = usize::try_from(args.replication.max(1)).unwrap_or(1);
+                let mut disk = raw_disk_appends(dir, per_replica, writers, took)?;
+                report["raw_disk_append_mb_per_s"] = json!(per_replica * writers as f64 / 1e6);
+                report["raw_disk_append_latency"] = disk.summary();
+            }
         }
     }
     if let Some(raw) = raw {
@@ -662,6 +744,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         ("raw_disk_synced_mb_per_s", "raw disk MB/s, synced per MiB"),
         ("ratio_to_raw_disk", "x raw disk (synced)"),
         ("replicas_ratio_to_raw_disk", "x raw disk, all replicas"),
+        ("raw_disk_append_mb_per_s", "raw disk appends MB/s"),
     ] {
         if let Some(v) = report[k].as_f64() {
             if k.contains("ratio") {
@@ -674,6 +757,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     for (key, label) in [
         ("latency", "latency"),
         ("produce_latency", "produce latency"),
+        ("raw_disk_append_latency", "raw disk append+fdatasync"),
     ] {
         if let Some(l) = report[key].as_object() {
             for (k, v) in l {

@@ -93,6 +93,27 @@ fn produce_consume_and_end_to_end() {
         e["replicas_ratio_to_raw_disk"].as_f64().unwrap(),
     );
     assert!(mbs > 0.0 && (all - 3.0 * ratio).abs() < 1e-9, "{e}");
+    // After the run, the disk alone at the same write rate (3 replicas' appends, each
+    // piece fdatasync'd): its latency tail, and the rate it wrote at.
+    let appends = e["raw_disk_append_mb_per_s"].as_f64().unwrap();
+    assert!((appends - 3.0 * mbs).abs() < 1e-6 * appends.max(1.0), "{e}");
+    let disk = &e["raw_disk_append_latency"];
+    assert!(
+        disk["max_ms"].as_f64().unwrap() >= disk["p50_ms"].as_f64().unwrap(),
+        "{e}"
+    );
+    assert!(disk["p50_ms"].as_f64().unwrap() > 0.0, "{e}");
+    // It leaves nothing behind in the directory.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|f| f.ok())
+        .filter(|f| {
+            f.file_name()
+                .to_string_lossy()
+                .starts_with("eddy-bench-raw")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // The topic it made has the retention asked for (in force during the run).
     let api = eddy_http::client::Client::new(http, std::time::Duration::from_secs(30));
     let t: Value = api
