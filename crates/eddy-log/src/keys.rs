@@ -6,7 +6,8 @@
 //! follow its head in order (a 12-byte key sorts before every longer key it prefixes). Every
 //! piece fits one LMDB page (see `Dbs::piece`): a batch of any size never needs a run of
 //! contiguous free pages. `meta`: a one-byte tag, then the rest: `p` + partition id -> the
-//! partition's state, `m` + user key -> a metadata record.
+//! partition's state, `d` + partition id -> a deleted partition whose batches are still being
+//! removed (step by step, by retention passes), `m` + user key -> a metadata record.
 
 use eddy_types::PartitionId;
 
@@ -14,6 +15,7 @@ pub(crate) const LOG_KEY_LEN: usize = 12;
 pub(crate) const PIECE_KEY_LEN: usize = 16;
 const STATE_TAG: u8 = b'p';
 const USER_TAG: u8 = b'm';
+const DELETED_TAG: u8 = b'd';
 
 pub(crate) fn log_key(partition: PartitionId, base_offset: u64) -> [u8; LOG_KEY_LEN] {
     let mut key = [0u8; LOG_KEY_LEN];
@@ -67,6 +69,24 @@ pub(crate) const STATE_PREFIX: &[u8] = &[STATE_TAG];
 
 pub(crate) fn state_key_partition(key: &[u8]) -> Option<PartitionId> {
     if key.len() != 5 || key[0] != STATE_TAG {
+        return None;
+    }
+    Some(PartitionId(u32::from_be_bytes([
+        key[1], key[2], key[3], key[4],
+    ])))
+}
+
+/// The key that marks `partition` as deleted with batches left to remove.
+pub(crate) fn deleted_key(partition: PartitionId) -> [u8; 5] {
+    let mut key = [DELETED_TAG; 5];
+    key[1..].copy_from_slice(&partition.0.to_be_bytes());
+    key
+}
+
+pub(crate) const DELETED_PREFIX: &[u8] = &[DELETED_TAG];
+
+pub(crate) fn deleted_key_partition(key: &[u8]) -> Option<PartitionId> {
+    if key.len() != 5 || key[0] != DELETED_TAG {
         return None;
     }
     Some(PartitionId(u32::from_be_bytes([
@@ -134,5 +154,10 @@ mod tests {
         assert_eq!(state_key_partition(&k), Some(PartitionId(70_000)));
         assert!(k.starts_with(STATE_PREFIX));
         assert_eq!(state_key_partition(&user_key(b"abcd")), None);
+        let d = deleted_key(PartitionId(70_000));
+        assert_eq!(deleted_key_partition(&d), Some(PartitionId(70_000)));
+        assert!(d.starts_with(DELETED_PREFIX) && !d.starts_with(STATE_PREFIX));
+        assert_eq!(state_key_partition(&d), None);
+        assert_eq!(deleted_key_partition(&k), None);
     }
 }

@@ -365,9 +365,16 @@ impl LogStore {
         }
         let Some(tx) = &self.inner.writer.tx else {
             let inner = &*self.inner;
-            let outcome = self
-                .view()
-                .and_then(|v| writer::commit_now(&v.env, &v.dbs, &inner.ctx, &inner.stats, op));
+            let outcome = self.view().and_then(|v| {
+                writer::commit_now(
+                    &v.env,
+                    &v.dbs,
+                    v.cache.as_deref(),
+                    &inner.ctx,
+                    &inner.stats,
+                    op,
+                )
+            });
             return Pending::ready(outcome.and_then(finish));
         };
         let (reply, rx) = oneshot::channel();
@@ -495,7 +502,12 @@ impl LogStore {
         self.submit_done(WriteOp::CreatePartitions(partitions))
     }
 
-    /// Removes partitions and all their batches. Unknown ids are ignored.
+    /// Removes partitions: they are gone from this commit on (reads and appends answer
+    /// [`LogError::UnknownPartition`]). Their batches are freed by later
+    /// [`enforce_retention`](Self::enforce_retention) calls, at most
+    /// [`RETENTION_STEP_BYTES`](crate::RETENTION_STEP_BYTES) a call, so that removing a large
+    /// partition never holds the other partitions' appends for long; the removal resumes
+    /// after a restart. Unknown ids are ignored.
     pub fn delete_partitions(&self, partitions: Vec<PartitionId>) -> Pending<()> {
         self.submit_done(WriteOp::DeletePartitions(partitions))
     }

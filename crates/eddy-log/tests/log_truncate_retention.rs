@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use eddy_log::testing::batch_bytes;
-use eddy_log::{AppendMode, LogError, PartitionConfig, RETENTION_STEP_BYTES};
+use eddy_log::{AppendMode, LogConfig, LogError, LogStore, PartitionConfig, RETENTION_STEP_BYTES};
 use eddy_types::PartitionId;
 
 const P: PartitionId = PartitionId(1);
@@ -234,4 +234,123 @@ fn test_retention_with_nothing_due_leaves_the_writer_alone() {
     assert_eq!((r.partitions, r.batches), (1, 2));
     assert_eq!(log.stats().commits, before + 1);
     assert_eq!(log.offsets(P).unwrap().log_start, 8);
+}
+
+/// Retention calls until one says there is no more; each removes a bounded step.
+fn purge_all(log: &eddy_log::LogStore) -> Vec<eddy_log::RetentionReport> {
+    let mut calls = Vec::new();
+    loop {
+        let r = log.enforce_retention(0).wait().unwrap();
+        // A step stops before the entry that would pass the budget; entries are at most a
+        // page (4 KiB).
+        assert!(
+            r.bytes <= RETENTION_STEP_BYTES + 4096,
+            "one call removed {} bytes",
+            r.bytes
+        );
+        calls.push(r);
+        if !r.more {
+            return calls;
+        }
+        assert!(calls.len() < 100, "removal never finishes: {calls:?}");
+    }
+}
+
+/// A deleted partition is gone at once; its batches go in retention's bounded steps (one
+/// commit that removed a gigabyte held every append of the directory for tens of seconds),
+/// and the removal resumes after a restart. With a page-cache window of 1 MiB, most of what
+/// goes lies behind it (read ahead, then dropped, step by step).
+#[test]
+fn test_a_deleted_partition_is_gone_at_once_and_its_batches_go_in_steps() {
+    for window in [LogConfig::default().page_cache_window, 1 << 20] {
+        deleted_partition_goes_in_steps(LogConfig {
+            page_cache_window: window,
+            ..small_config()
+        });
+    }
+}
+
+fn deleted_partition_goes_in_steps(config: LogConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let (big, other, later) = (PartitionId(1), PartitionId(2), PartitionId(3));
+    let open = |dir: &std::path::Path| LogStore::open(dir, config.clone()).unwrap();
+    let written = {
+        let log = open(dir.path());
+        log.create_partitions(
+            [big, other, later]
+                .iter()
+                .map(|&p| (p, PartitionConfig::default()))
+                .collect(),
+        )
+        .wait()
+        .unwrap();
+        let batch = batch_bytes(1, 0, 1 << 20);
+        for _ in 0..20 {
+            log.append_one(big, batch.clone(), leader(0))
+                .wait()
+                .unwrap();
+        }
+        for _ in 0..12 {
+            log.append_one(later, batch.clone(), leader(0))
+                .wait()
+                .unwrap();
+        }
+        log.append_one(other, batch_bytes(2, 0, 8), leader(0))
+            .wait()
+            .unwrap();
+        log.delete_partitions(vec![big]).wait().unwrap();
+        assert_eq!(log.partitions().unwrap(), vec![other, later]);
+        assert!(matches!(
+            log.read(big, 0, 10),
+            Err(LogError::UnknownPartition(_))
+        ));
+        assert!(matches!(
+            log.append_one(big, batch.clone(), leader(0)).wait(),
+            Err(LogError::UnknownPartition(_))
+        ));
+        let calls = purge_all(&log);
+        // 20 MiB in steps of at most 2 MiB.
+        assert!(calls.len() >= 10, "{calls:?}");
+        let removed: u64 = calls.iter().map(|r| r.bytes).sum();
+        assert!(removed >= 20 * batch.len() as u64, "{removed} of {calls:?}");
+        // Nothing left: another pass removes nothing.
+        let again = log.enforce_retention(0).wait().unwrap();
+        assert_eq!((again.bytes, again.more), (0, false));
+        assert_eq!(log.read(other, 0, usize::MAX).unwrap().batches, 1);
+        // Deleted, then the store closed before any pass ran.
+        log.delete_partitions(vec![later]).wait().unwrap();
+        12 * batch.len() as u64
+    };
+    let log = open(dir.path());
+    assert_eq!(log.partitions().unwrap(), vec![other]);
+    let removed: u64 = purge_all(&log).iter().map(|r| r.bytes).sum();
+    assert!(removed >= written, "{removed} of {written}");
+    assert_eq!(log.enforce_retention(0).wait().unwrap().bytes, 0);
+    assert_eq!(log.read(other, 0, usize::MAX).unwrap().batches, 1);
+}
+
+/// An id created again while its old batches are still being removed starts empty.
+#[test]
+fn test_a_partition_created_again_before_its_removal_ends_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1]);
+    for _ in 0..3 {
+        log.append_one(P, batch_bytes(4, 0, 1 << 10), leader(0))
+            .wait()
+            .unwrap();
+    }
+    log.delete_partitions(vec![P]).wait().unwrap();
+    log.create_partitions(vec![(P, PartitionConfig::default())])
+        .wait()
+        .unwrap();
+    let read = log.read(P, 0, usize::MAX).unwrap();
+    assert_eq!((read.batches, read.offsets.log_end), (0, 0));
+    let a = log
+        .append_one(P, batch_bytes(2, 0, 8), leader(0))
+        .wait()
+        .unwrap();
+    assert_eq!((a.base_offset, a.last_offset), (0, 1));
+    // No removal is left for it, and its new batch stays.
+    assert_eq!(log.enforce_retention(0).wait().unwrap().bytes, 0);
+    assert_eq!(log.read(P, 0, usize::MAX).unwrap().batches, 1);
 }
