@@ -35,7 +35,7 @@ use crate::config::{Durability, LogConfig};
 use crate::error::LogError;
 use crate::keys::{
     deleted_key, deleted_key_partition, log_key, log_key_offset, log_key_parts, piece_key,
-    state_key, state_key_partition, user_key, DELETED_PREFIX, STATE_PREFIX,
+    state_key, state_key_partition, user_key, DELETED_PREFIX, LOG_KEY_LEN, STATE_PREFIX,
 };
 use crate::state::{PartitionConfig, PartitionState};
 
@@ -708,8 +708,8 @@ fn apply(
         }
         WriteOp::DeletePartitions(parts) => {
             // The partition goes at once; its batches are removed by retention passes, at
-            // most `RETENTION_STEP_BYTES` a commit (removing a gigabyte in one commit held
-            // every append of the directory for tens of seconds).
+            // most `PURGE_STEP_BYTES` a commit (removing a gigabyte in one commit held every
+            // append of the directory for tens of seconds).
             for p in parts {
                 dbs.meta
                     .delete(txn, &state_key(*p))
@@ -1065,8 +1065,11 @@ fn remove_prefix(
 /// What one step of removing a deleted partition's batches removed.
 #[derive(Debug, Default)]
 struct Purged {
-    /// Entries (batch heads and pieces alike) and their bytes.
+    /// Entries: batch heads and their later pieces.
+    entries: u64,
+    /// Batch heads among them.
     batches: u64,
+    /// The entries' bytes.
     bytes: u64,
     /// Entries are left past the budget.
     more: bool,
@@ -1108,11 +1111,12 @@ fn purge_deleted(
         .map_err(|e| ctx.heed(e))?
     {
         let (k, v) = kv.map_err(|e| ctx.heed(e))?;
-        if purged.batches > 0 && purged.bytes + v.len() as u64 > budget {
+        if purged.entries > 0 && purged.bytes + v.len() as u64 > budget {
             purged.more = true;
             break;
         }
-        purged.batches += 1;
+        purged.entries += 1;
+        purged.batches += u64::from(k.len() == LOG_KEY_LEN);
         purged.bytes += v.len() as u64;
         last = Some(k.to_vec());
         if let Some(pages) = &mut pages {
@@ -1251,7 +1255,7 @@ fn retention(
             Ok(Some(st)) => st,
             Ok(None) => {
                 let removed = purge_deleted(txn, dbs, cache, ctx, p, budget.min(PURGE_STEP_BYTES))?;
-                if removed.batches > 0 {
+                if removed.entries > 0 {
                     report.partitions += 1;
                     report.batches += removed.batches;
                     report.bytes += removed.bytes;

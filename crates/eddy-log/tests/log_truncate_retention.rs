@@ -313,6 +313,11 @@ fn deleted_partition_goes_in_steps(config: LogConfig) {
         assert!(calls.len() >= 10, "{calls:?}");
         let removed: u64 = calls.iter().map(|r| r.bytes).sum();
         assert!(removed >= 20 * batch.len() as u64, "{removed} of {calls:?}");
+        assert_eq!(
+            calls.iter().map(|r| r.batches).sum::<u64>(),
+            20,
+            "{calls:?}"
+        );
         // Nothing left: another pass removes nothing.
         let again = log.enforce_retention(0).wait().unwrap();
         assert_eq!((again.bytes, again.more), (0, false));
@@ -323,8 +328,14 @@ fn deleted_partition_goes_in_steps(config: LogConfig) {
     };
     let log = open(dir.path());
     assert_eq!(log.partitions().unwrap(), vec![other]);
-    let removed: u64 = purge_all(&log).iter().map(|r| r.bytes).sum();
+    let calls = purge_all(&log);
+    let removed: u64 = calls.iter().map(|r| r.bytes).sum();
     assert!(removed >= written, "{removed} of {written}");
+    assert_eq!(
+        calls.iter().map(|r| r.batches).sum::<u64>(),
+        12,
+        "{calls:?}"
+    );
     assert_eq!(log.enforce_retention(0).wait().unwrap().bytes, 0);
     assert_eq!(log.read(other, 0, usize::MAX).unwrap().batches, 1);
 }
