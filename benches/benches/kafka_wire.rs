@@ -563,32 +563,38 @@ fn main() -> anyhow::Result<()> {
             if acks == Acks::All {
                 // librdkafka's own default for acks=all: not idempotent, so up to
                 // `max.in.flight` requests per connection (the idempotent producer keeps one).
-                let t = format!("kafka-{size}-plain");
-                topic(&cluster, &rt, &t)?;
-                let k = kafka_produce(&boot, &t, size, n, acks, false, false)?;
-                let k_secs = k.took.as_secs_f64();
-                let p_mb = mb / k_secs;
-                println!(
-                    "  not idempotent        :                                    kafka {p_mb:7.1} MB/s ({:8.0} rec/s)  = {:.2}x  (librdkafka's default; not counted; {:.2} cores)",
-                    n as f64 / k_secs,
-                    p_mb / e_mb,
-                    k.client_cpu.as_secs_f64() / k_secs,
-                );
-                // The idempotent producer busy-polls while its one request is in flight
-                // (librdkafka computes its next wake-up, "now", before it finds it may not
-                // send). The same case with its threads at the lowest priority shows what
-                // that spin costs the server on shared cores.
-                let t = format!("kafka-{size}-nice");
-                topic(&cluster, &rt, &t)?;
-                let k = kafka_produce(&boot, &t, size, n, acks, true, true)?;
-                let k_secs = k.took.as_secs_f64();
-                let p_mb = mb / k_secs;
-                println!(
-                    "  idempotent, nice 19   :                                    kafka {p_mb:7.1} MB/s ({:8.0} rec/s)  = {:.2}x  (librdkafka's threads at the lowest priority; not counted; {:.2} cores)",
-                    n as f64 / k_secs,
-                    p_mb / e_mb,
-                    k.client_cpu.as_secs_f64() / k_secs,
-                );
+                // Then the idempotent producer with its threads at the lowest priority: it
+                // busy-polls while its one request is in flight (librdkafka computes its next
+                // wake-up, "now", before it finds it may not send), and this shows what that
+                // spin costs the server on shared cores.
+                for (suffix, label, note, idempotent, nice) in [
+                    (
+                        "plain",
+                        "not idempotent",
+                        "librdkafka's default",
+                        false,
+                        false,
+                    ),
+                    (
+                        "nice",
+                        "idempotent, nice 19",
+                        "librdkafka's threads at the lowest priority",
+                        true,
+                        true,
+                    ),
+                ] {
+                    let t = format!("kafka-{size}-{suffix}");
+                    topic(&cluster, &rt, &t)?;
+                    let k = kafka_produce(&boot, &t, size, n, acks, idempotent, nice)?;
+                    let k_secs = k.took.as_secs_f64();
+                    let p_mb = mb / k_secs;
+                    println!(
+                        "  {label:<22}:                                    kafka {p_mb:7.1} MB/s ({:8.0} rec/s)  = {:.2}x  ({note}; not counted; {:.2} cores)",
+                        n as f64 / k_secs,
+                        p_mb / e_mb,
+                        k.client_cpu.as_secs_f64() / k_secs,
+                    );
+                }
             }
             if acks == Acks::All {
                 // Throughput from the first record on; the time to it is shown apart.

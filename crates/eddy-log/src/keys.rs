@@ -59,39 +59,42 @@ pub(crate) fn log_key_offset(key: &[u8], partition: PartitionId) -> Option<u64> 
     log_key_parts(key, partition).map(|(base, _)| base)
 }
 
-pub(crate) fn state_key(partition: PartitionId) -> [u8; 5] {
-    let mut key = [STATE_TAG; 5];
+/// A one-byte tag, then the partition id.
+fn tagged_key(tag: u8, partition: PartitionId) -> [u8; 5] {
+    let mut key = [tag; 5];
     key[1..].copy_from_slice(&partition.0.to_be_bytes());
     key
+}
+
+/// The partition of a key made by [`tagged_key`] with `tag`.
+fn tagged_key_partition(tag: u8, key: &[u8]) -> Option<PartitionId> {
+    if key.len() != 5 || key[0] != tag {
+        return None;
+    }
+    Some(PartitionId(u32::from_be_bytes([
+        key[1], key[2], key[3], key[4],
+    ])))
+}
+
+pub(crate) fn state_key(partition: PartitionId) -> [u8; 5] {
+    tagged_key(STATE_TAG, partition)
 }
 
 pub(crate) const STATE_PREFIX: &[u8] = &[STATE_TAG];
 
 pub(crate) fn state_key_partition(key: &[u8]) -> Option<PartitionId> {
-    if key.len() != 5 || key[0] != STATE_TAG {
-        return None;
-    }
-    Some(PartitionId(u32::from_be_bytes([
-        key[1], key[2], key[3], key[4],
-    ])))
+    tagged_key_partition(STATE_TAG, key)
 }
 
 /// The key that marks `partition` as deleted with batches left to remove.
 pub(crate) fn deleted_key(partition: PartitionId) -> [u8; 5] {
-    let mut key = [DELETED_TAG; 5];
-    key[1..].copy_from_slice(&partition.0.to_be_bytes());
-    key
+    tagged_key(DELETED_TAG, partition)
 }
 
 pub(crate) const DELETED_PREFIX: &[u8] = &[DELETED_TAG];
 
 pub(crate) fn deleted_key_partition(key: &[u8]) -> Option<PartitionId> {
-    if key.len() != 5 || key[0] != DELETED_TAG {
-        return None;
-    }
-    Some(PartitionId(u32::from_be_bytes([
-        key[1], key[2], key[3], key[4],
-    ])))
+    tagged_key_partition(DELETED_TAG, key)
 }
 
 pub(crate) fn user_key(key: &[u8]) -> Vec<u8> {
