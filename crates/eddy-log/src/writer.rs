@@ -98,20 +98,18 @@ pub struct RetentionReport {
 }
 
 /// The most one retention call removes (in whole batches; at least one batch), so that one
-/// commit never frees more than about 2,000 pages. The batches of a deleted partition go the
-/// same way, a smaller step per call (`PURGE_STEP_BYTES`).
+/// commit never frees more than about 500 pages. The batches of a deleted partition go the
+/// same way.
 ///
 /// LMDB keeps the pages a transaction frees as one free-list record, and rewrites the part of
 /// a record it has started to reuse at every later commit: a pass that freed a gigabyte at
-/// once would add megabytes to every commit until the appends had used it up.
-pub const RETENTION_STEP_BYTES: u64 = 8 << 20;
-
-/// The most one call removes of a deleted partition's batches. Each removed piece's page is
-/// read (see `purge_deleted`): a 1.9 GB partition deleted behind the page-cache window, with
-/// appends to another topic at 1,000 records/s meanwhile, held them up to 780 ms with 8 MiB
-/// steps, 160 ms with 8 MiB steps read ahead, 70 ms with 2 MiB steps read ahead (p99 664 /
-/// 72 / 18.5 ms). Before steps, removing it was one commit of 33 s.
-const PURGE_STEP_BYTES: u64 = 2 << 20;
+/// once would add megabytes to every commit until the appends had used it up. And every
+/// removed piece's page is read (see `delete_read_ahead`), which appends wait behind. With
+/// appends to another topic at 1,000 records/s on this project's reference machine, their
+/// p99 while retention removed about 1.5 GB per broker: 169 and 2,822 ms in 8 MiB steps, 55
+/// and 58 ms in 8 MiB steps read ahead, 14 ms twice in 2 MiB steps read ahead; while a
+/// deleted partition of 1.5 GB went: 664, 72 and 18.5 ms (one commit of 33 s before steps).
+pub const RETENTION_STEP_BYTES: u64 = 2 << 20;
 
 #[derive(Debug)]
 pub(crate) struct PreparedAppend {
@@ -708,8 +706,8 @@ fn apply(
         }
         WriteOp::DeletePartitions(parts) => {
             // The partition goes at once; its batches are removed by retention passes, at
-            // most `PURGE_STEP_BYTES` a commit (removing a gigabyte in one commit held every
-            // append of the directory for tens of seconds).
+            // most `RETENTION_STEP_BYTES` a commit (removing a gigabyte in one commit held
+            // every append of the directory for tens of seconds).
             for p in parts {
                 dbs.meta
                     .delete(txn, &state_key(*p))
@@ -751,7 +749,7 @@ fn apply(
             Ok(Ok(Outcome::Done))
         }
         WriteOp::TruncateTo(p, offset) => truncate_to(txn, dbs, ctx, *p, *offset),
-        WriteOp::DeleteRecordsBefore(p, offset) => delete_before(txn, dbs, ctx, *p, *offset),
+        WriteOp::DeleteRecordsBefore(p, offset) => delete_before(txn, dbs, cache, ctx, *p, *offset),
         WriteOp::Retention { now_ms, partitions } => {
             retention(txn, dbs, cache, ctx, *now_ms, partitions)
         }
@@ -1003,6 +1001,7 @@ pub(crate) fn batch_containing(
 fn delete_before(
     txn: &mut RwTxn<'_>,
     dbs: &Dbs,
+    cache: Option<&PageCache>,
     ctx: &ErrCtx,
     p: PartitionId,
     offset: u64,
@@ -1022,7 +1021,7 @@ fn delete_before(
     if offset <= st.log_start {
         return Ok(Ok(Outcome::Offset(st.log_start)));
     }
-    let removed = remove_prefix(txn, dbs, ctx, p, |_, last, _| last < offset)?;
+    let removed = remove_prefix(txn, dbs, cache, ctx, p, |_, last, _| last < offset)?;
     st.size_bytes = st.size_bytes.saturating_sub(removed.bytes);
     st.log_start = offset;
     st.high_watermark = st.high_watermark.max(offset);
@@ -1035,6 +1034,7 @@ fn delete_before(
 fn remove_prefix(
     txn: &mut RwTxn<'_>,
     dbs: &Dbs,
+    cache: Option<&PageCache>,
     ctx: &ErrCtx,
     p: PartitionId,
     mut keep_going: impl FnMut(&BatchHeader, u64, u64) -> bool,
@@ -1055,11 +1055,44 @@ fn remove_prefix(
     if removed.batches > 0 {
         let lo = log_key(p, 0);
         let hi = log_key(p, removed.next_offset);
-        dbs.log
-            .delete_range(txn, &(Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
-            .map_err(|e| ctx.heed(e))?;
+        delete_read_ahead(
+            txn,
+            dbs,
+            cache,
+            ctx,
+            (Bound::Included(&lo[..]), Bound::Excluded(&hi[..])),
+        )?;
     }
     Ok(removed)
+}
+
+/// Deletes a key range of the log. Removing an entry reads its page (LMDB reads an overflow
+/// page's header to free it); behind the page-cache window those pages are on the disk only,
+/// and read a page per fault they took about 17 ms per MB on this project's reference machine
+/// (a 1.9 GB partition in 33 s). So with the window on, the pages behind it are asked for all
+/// at once first (LMDB hands out an overflow page's address without reading it), and dropped
+/// again afterwards, as a read behind the window does.
+fn delete_read_ahead(
+    txn: &mut RwTxn<'_>,
+    dbs: &Dbs,
+    cache: Option<&PageCache>,
+    ctx: &ErrCtx,
+    range: (Bound<&[u8]>, Bound<&[u8]>),
+) -> Result<(), LogError> {
+    let mut pages = cache.map(PageCache::read);
+    if let Some(pages) = &mut pages {
+        for kv in dbs.log.range(txn, &range).map_err(|e| ctx.heed(e))? {
+            let (_, v) = kv.map_err(|e| ctx.heed(e))?;
+            pages.plan(v);
+            pages.touched(v);
+        }
+        pages.read_ahead();
+    }
+    dbs.log.delete_range(txn, &range).map_err(|e| ctx.heed(e))?;
+    if let Some(pages) = pages {
+        pages.finish();
+    }
+    Ok(())
 }
 
 /// What one step of removing a deleted partition's batches removed.
@@ -1079,12 +1112,6 @@ struct Purged {
 /// without parsing them (a batch that does not parse goes too), and its deleted mark with
 /// the last. Nothing happens to a partition without the mark (a live one, or one already
 /// gone).
-///
-/// Removing an entry reads its page (LMDB reads an overflow page's header to free it). Behind
-/// the page-cache window those pages are on the disk only, and read a page per fault they
-/// took about 17 ms per MB on this project's reference machine (1.9 GB in 33 s). So they are
-/// asked for all at once first, and dropped again afterwards, as a read behind the window
-/// does.
 fn purge_deleted(
     txn: &mut RwTxn<'_>,
     dbs: &Dbs,
@@ -1104,7 +1131,6 @@ fn purge_deleted(
     }
     let (lo, hi) = partition_range(p, 0);
     let mut last: Option<Vec<u8>> = None;
-    let mut pages = cache.map(PageCache::read);
     for kv in dbs
         .log
         .range(txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
@@ -1119,22 +1145,15 @@ fn purge_deleted(
         purged.batches += u64::from(k.len() == LOG_KEY_LEN);
         purged.bytes += v.len() as u64;
         last = Some(k.to_vec());
-        if let Some(pages) = &mut pages {
-            // LMDB hands out an overflow page's address without reading it.
-            pages.plan(v);
-            pages.touched(v);
-        }
-    }
-    if let Some(pages) = &mut pages {
-        pages.read_ahead();
     }
     if let Some(last) = &last {
-        dbs.log
-            .delete_range(txn, &(Bound::Included(&lo[..]), Bound::Included(&last[..])))
-            .map_err(|e| ctx.heed(e))?;
-    }
-    if let Some(pages) = pages {
-        pages.finish();
+        delete_read_ahead(
+            txn,
+            dbs,
+            cache,
+            ctx,
+            (Bound::Included(&lo[..]), Bound::Included(&last[..])),
+        )?;
     }
     if !purged.more {
         dbs.meta
@@ -1254,7 +1273,7 @@ fn retention(
         let mut st = match load_state(txn, dbs, p, ctx) {
             Ok(Some(st)) => st,
             Ok(None) => {
-                let removed = purge_deleted(txn, dbs, cache, ctx, p, budget.min(PURGE_STEP_BYTES))?;
+                let removed = purge_deleted(txn, dbs, cache, ctx, p, budget)?;
                 if removed.entries > 0 {
                     report.partitions += 1;
                     report.batches += removed.batches;
@@ -1267,7 +1286,7 @@ fn retention(
             Err(e) => return Err(e),
         };
         let mut more = false;
-        let removed = remove_prefix(txn, dbs, ctx, p, |header, last, removed_so_far| {
+        let removed = remove_prefix(txn, dbs, cache, ctx, p, |header, last, removed_so_far| {
             let goes = retention_takes(&st, now_ms, header, last, removed_so_far);
             let len = header.total_len() as u64;
             if goes && removed_so_far > 0 && removed_so_far + len > budget {

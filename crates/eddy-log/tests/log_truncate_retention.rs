@@ -193,7 +193,8 @@ fn test_retention_removes_a_bounded_step_per_call() {
         if !r.more {
             break;
         }
-        assert!(calls.len() < 10, "retention never finishes: {calls:?}");
+        // A guard against a pass that never ends: 18 MiB to remove, a step at least a batch.
+        assert!(calls.len() <= 18, "retention never finishes: {calls:?}");
     }
     assert!(calls.len() >= 2, "{calls:?}");
     let removed: u64 = calls.iter().map(|r| r.batches).sum();
