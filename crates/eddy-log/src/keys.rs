@@ -7,7 +7,9 @@
 //! piece fits one LMDB page (see `Dbs::piece`): a batch of any size never needs a run of
 //! contiguous free pages. `meta`: a one-byte tag, then the rest: `p` + partition id -> the
 //! partition's state, `d` + partition id -> a deleted partition whose batches are still being
-//! removed (step by step, by retention passes), `m` + user key -> a metadata record.
+//! removed (step by step, by retention passes), `t` + partition id -> a partition whose log
+//! start moved past batches still stored (a large DeleteRecords; retention passes remove
+//! them the same way), `m` + user key -> a metadata record.
 
 use eddy_types::PartitionId;
 
@@ -16,6 +18,7 @@ pub(crate) const PIECE_KEY_LEN: usize = 16;
 const STATE_TAG: u8 = b'p';
 const USER_TAG: u8 = b'm';
 const DELETED_TAG: u8 = b'd';
+const TRIMMED_TAG: u8 = b't';
 
 pub(crate) fn log_key(partition: PartitionId, base_offset: u64) -> [u8; LOG_KEY_LEN] {
     let mut key = [0u8; LOG_KEY_LEN];
@@ -97,6 +100,18 @@ pub(crate) fn deleted_key_partition(key: &[u8]) -> Option<PartitionId> {
     tagged_key_partition(DELETED_TAG, key)
 }
 
+/// Marks a partition whose log start moved past batches that are still stored (a large
+/// DeleteRecords): retention passes remove them, a step at a time.
+pub(crate) fn trimmed_key(partition: PartitionId) -> [u8; 5] {
+    tagged_key(TRIMMED_TAG, partition)
+}
+
+pub(crate) const TRIMMED_PREFIX: &[u8] = &[TRIMMED_TAG];
+
+pub(crate) fn trimmed_key_partition(key: &[u8]) -> Option<PartitionId> {
+    tagged_key_partition(TRIMMED_TAG, key)
+}
+
 pub(crate) fn user_key(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 1);
     out.push(USER_TAG);
@@ -162,5 +177,9 @@ mod tests {
         assert!(d.starts_with(DELETED_PREFIX) && !d.starts_with(STATE_PREFIX));
         assert_eq!(state_key_partition(&d), None);
         assert_eq!(deleted_key_partition(&k), None);
+        let t = trimmed_key(PartitionId(70_000));
+        assert_eq!(trimmed_key_partition(&t), Some(PartitionId(70_000)));
+        assert!(t.starts_with(TRIMMED_PREFIX) && !t.starts_with(DELETED_PREFIX));
+        assert_eq!(trimmed_key_partition(&d), None);
     }
 }

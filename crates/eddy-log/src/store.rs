@@ -531,14 +531,18 @@ impl LogStore {
     }
 
     /// Moves the log start to `offset` (Kafka's DeleteRecords) and removes the batches wholly
-    /// before it. Answers the new log start. `offset` past the log end is refused.
+    /// before it: at most [`RETENTION_STEP_BYTES`](crate::RETENTION_STEP_BYTES) of them in this
+    /// commit, the rest in later [`enforce_retention`](Self::enforce_retention) calls (reads
+    /// below `offset` fail at once). Answers the new log start. `offset` past the log end is
+    /// refused.
     pub fn delete_records_before(&self, partition: PartitionId, offset: u64) -> Pending<u64> {
         self.submit_offset(WriteOp::DeleteRecordsBefore(partition, offset))
     }
 
     /// Applies every partition's retention settings at wall-clock time `now_ms`, removing whole
     /// batches below the high watermark. Batches without timestamps (max timestamp -1) count as
-    /// expired.
+    /// expired. Also removes what deleted partitions and DeleteRecords left, whatever the
+    /// settings.
     ///
     /// One call removes at most [`RETENTION_STEP_BYTES`](crate::RETENTION_STEP_BYTES) (and at
     /// least one batch); [`RetentionReport::more`] then asks for another call. Between calls

@@ -35,7 +35,8 @@ use crate::config::{Durability, LogConfig};
 use crate::error::LogError;
 use crate::keys::{
     deleted_key, deleted_key_partition, log_key, log_key_offset, log_key_parts, piece_key,
-    state_key, state_key_partition, user_key, DELETED_PREFIX, LOG_KEY_LEN, STATE_PREFIX,
+    state_key, state_key_partition, trimmed_key, trimmed_key_partition, user_key, DELETED_PREFIX,
+    LOG_KEY_LEN, STATE_PREFIX, TRIMMED_PREFIX,
 };
 use crate::state::{PartitionConfig, PartitionState};
 
@@ -700,6 +701,9 @@ fn apply(
                         .delete_range(txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
                         .map_err(|e| ctx.heed(e))?;
                 }
+                dbs.meta
+                    .delete(txn, &trimmed_key(*p))
+                    .map_err(|e| ctx.heed(e))?;
                 save_state(txn, dbs, ctx, *p, &PartitionState::new(config.clone()))?;
             }
             Ok(Ok(Outcome::Done))
@@ -711,6 +715,10 @@ fn apply(
             for p in parts {
                 dbs.meta
                     .delete(txn, &state_key(*p))
+                    .map_err(|e| ctx.heed(e))?;
+                // Its batches go as a deleted partition's, all of them.
+                dbs.meta
+                    .delete(txn, &trimmed_key(*p))
                     .map_err(|e| ctx.heed(e))?;
                 let (lo, hi) = partition_range(*p, 0);
                 let has_batches = dbs
@@ -1021,7 +1029,23 @@ fn delete_before(
     if offset <= st.log_start {
         return Ok(Ok(Outcome::Offset(st.log_start)));
     }
-    let removed = remove_prefix(txn, dbs, cache, ctx, p, |_, last, _| last < offset)?;
+    // The log start moves at once; of the batches wholly before it, this commit removes at
+    // most one retention step, and retention passes remove the rest the same way (freeing a
+    // gigabyte in one commit would hold every append of the directory for seconds).
+    let mut more = false;
+    let removed = remove_prefix(txn, dbs, cache, ctx, p, |header, last, removed_so_far| {
+        let len = header.total_len() as u64;
+        if last < offset && removed_so_far > 0 && removed_so_far + len > RETENTION_STEP_BYTES {
+            more = true;
+            return false;
+        }
+        last < offset
+    })?;
+    if more {
+        dbs.meta
+            .put(txn, &trimmed_key(p), &[])
+            .map_err(|e| ctx.heed(e))?;
+    }
     st.size_bytes = st.size_bytes.saturating_sub(removed.bytes);
     st.log_start = offset;
     st.high_watermark = st.high_watermark.max(offset);
@@ -1182,6 +1206,10 @@ fn retention_takes(
     last: u64,
     removed_so_far: u64,
 ) -> bool {
+    // Left behind by a DeleteRecords that moved the log start past them.
+    if last < st.log_start {
+        return true;
+    }
     if last >= st.high_watermark {
         return false;
     }
@@ -1223,9 +1251,22 @@ pub(crate) fn retention_due(
         let (k, _) = kv.map_err(|e| ctx.heed(e))?;
         due.extend(deleted_key_partition(k));
     }
+    // Then the ones with batches left before their log start.
+    let mut trimmed = std::collections::HashSet::new();
+    for kv in dbs
+        .meta
+        .prefix_iter(txn, TRIMMED_PREFIX)
+        .map_err(|e| ctx.heed(e))?
+    {
+        let (k, _) = kv.map_err(|e| ctx.heed(e))?;
+        if let Some(p) = trimmed_key_partition(k) {
+            due.push(p);
+            trimmed.insert(p);
+        }
+    }
     for kv in iter {
         let (k, v) = kv.map_err(|e| ctx.heed(e))?;
-        let Some(p) = state_key_partition(k) else {
+        let Some(p) = state_key_partition(k).filter(|p| !trimmed.contains(p)) else {
             continue;
         };
         // A state that does not decode is skipped here and reported by reads and appends.
@@ -1273,6 +1314,9 @@ fn retention(
         let mut st = match load_state(txn, dbs, p, ctx) {
             Ok(Some(st)) => st,
             Ok(None) => {
+                dbs.meta
+                    .delete(txn, &trimmed_key(p))
+                    .map_err(|e| ctx.heed(e))?;
                 let removed = purge_deleted(txn, dbs, cache, ctx, p, budget)?;
                 if removed.entries > 0 {
                     report.partitions += 1;
@@ -1296,6 +1340,12 @@ fn retention(
             goes
         })?;
         report.more = more || report.bytes + removed.bytes >= RETENTION_STEP_BYTES;
+        if !more {
+            // Nothing is left before the log start (if a DeleteRecords had left anything).
+            dbs.meta
+                .delete(txn, &trimmed_key(p))
+                .map_err(|e| ctx.heed(e))?;
+        }
         if removed.batches > 0 {
             st.size_bytes = st.size_bytes.saturating_sub(removed.bytes);
             st.log_start = st.log_start.max(removed.next_offset);

@@ -341,6 +341,67 @@ fn deleted_partition_goes_in_steps(config: LogConfig) {
     assert_eq!(log.read(other, 0, usize::MAX).unwrap().batches, 1);
 }
 
+/// A DeleteRecords over more than a retention step moves the log start at once and removes
+/// one step; retention passes remove the rest in steps, also for a partition without
+/// retention settings, and also after a restart.
+#[test]
+fn test_a_large_delete_records_moves_the_log_start_at_once_and_frees_in_steps() {
+    for window in [LogConfig::default().page_cache_window, 1 << 20] {
+        large_delete_records_frees_in_steps(LogConfig {
+            page_cache_window: window,
+            ..small_config()
+        });
+    }
+}
+
+fn large_delete_records_frees_in_steps(config: LogConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |dir: &std::path::Path| LogStore::open(dir, config.clone()).unwrap();
+    let (batch, ts) = (batch_bytes(1, 7_000, 1 << 20), 7_000);
+    let len = batch.len() as u64;
+    {
+        let log = open(dir.path());
+        log.create_partitions(vec![(P, PartitionConfig::default())])
+            .wait()
+            .unwrap();
+        for _ in 0..20 {
+            log.append_one(P, batch.clone(), leader(0)).wait().unwrap();
+        }
+        assert_eq!(log.delete_records_before(P, 15).wait().unwrap(), 15);
+        let o = log.offsets(P).unwrap();
+        // The log start moved; one step's worth of batches went with it.
+        assert_eq!((o.log_start, o.log_end, o.high_watermark), (15, 20, 15));
+        assert!(o.size_bytes >= 20 * len - RETENTION_STEP_BYTES, "{o:?}");
+        assert!(o.size_bytes < 20 * len, "{o:?}");
+        assert!(matches!(
+            log.read(P, 14, 100),
+            Err(LogError::OffsetOutOfRange { log_start: 15, .. })
+        ));
+        let f = log.read(P, 15, usize::MAX).unwrap();
+        assert_eq!((f.batches, f.next_offset), (5, 20));
+        assert_eq!(log.offset_for_timestamp(P, 0).unwrap(), Some((15, ts)));
+        // Appends go on meanwhile.
+        log.append_one(P, batch.clone(), leader(0)).wait().unwrap();
+    }
+    // After a restart, retention passes take what is left before the log start, though the
+    // partition has no retention settings.
+    let log = open(dir.path());
+    let calls = purge_all(&log);
+    assert!(calls.len() >= 7, "{calls:?}");
+    assert!(
+        calls.iter().all(|r| r.bytes <= RETENTION_STEP_BYTES + len),
+        "{calls:?}"
+    );
+    let o = log.offsets(P).unwrap();
+    assert_eq!((o.log_start, o.log_end, o.size_bytes), (15, 21, 6 * len));
+    // Nothing left: another pass finds nothing due and removes nothing.
+    let before = log.stats().commits;
+    let again = log.enforce_retention(0).wait().unwrap();
+    assert_eq!((again.bytes, again.more), (0, false));
+    assert_eq!(log.stats().commits, before);
+    assert_eq!(log.read(P, 15, usize::MAX).unwrap().batches, 6);
+}
+
 /// An id created again while its old batches are still being removed starts empty.
 #[test]
 fn test_a_partition_created_again_before_its_removal_ends_starts_empty() {
