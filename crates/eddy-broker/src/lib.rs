@@ -315,6 +315,7 @@ impl Cluster {
             partition,
             offset,
             max_bytes,
+            capped: false,
             max_wait,
             min_bytes: 1,
         };

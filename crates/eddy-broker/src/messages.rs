@@ -58,8 +58,12 @@ pub struct Fetch {
     pub partition: u32,
     /// The first offset wanted.
     pub offset: u64,
-    /// Most bytes to return (the first batch is always returned whole).
+    /// Most bytes to return (the first batch is returned whole unless `capped`).
     pub max_bytes: usize,
+    /// Never more than `max_bytes`: a first batch larger than that is not returned, and
+    /// `max_bytes` 0 reads no records (only the offsets). Kafka reads the partitions of a
+    /// fetch so once an earlier one returned records, to keep the answer within its limit.
+    pub capped: bool,
     /// Longest wait for new records when there are fewer than `min_bytes`.
     pub max_wait: Duration,
     /// Answer at once when at least this many bytes are readable.

@@ -26,6 +26,14 @@ pub struct KafkaConfig {
     /// instead of growing without bound. A request larger than the whole budget waits for
     /// all of it.
     pub queued_max_request_bytes: usize,
+    /// `fetch.max.bytes` (55 MiB): the most record bytes one Fetch answer carries, whatever
+    /// the request asks (the first batch goes whole even if it is larger).
+    pub fetch_max_bytes: usize,
+    /// Fetch answers' record bytes held at once, over all connections (512 MiB): from before
+    /// a fetch reads until its answer is written. A fetch that does not fit waits, so many
+    /// consumers reading at once slow down instead of growing the server without bound.
+    /// (Kafka sends records from its files without copying them, so it has no such setting.)
+    pub fetch_memory_bytes: usize,
 }
 
 impl Default for KafkaConfig {
@@ -38,6 +46,8 @@ impl Default for KafkaConfig {
             max_connections: 4096,
             idle_timeout: Duration::from_secs(600),
             queued_max_request_bytes: 256 << 20,
+            fetch_max_bytes: 55 << 20,
+            fetch_memory_bytes: 512 << 20,
         }
     }
 }

@@ -42,7 +42,9 @@ use crate::request::{api_name, classify, parse, Body, Frame, Parsed};
 /// Requests of one connection answered concurrently (Kafka clients keep up to 5 in flight).
 const MAX_IN_FLIGHT: usize = 16;
 
-type Answer = Pin<Box<dyn Future<Output = Result<Option<Bytes>, KafkaError>> + Send>>;
+/// An encoded answer, with the memory permit (a fetch's) held until it is written.
+type Encoded = (Bytes, Option<Permit>);
+type Answer = Pin<Box<dyn Future<Output = Result<Option<Encoded>, KafkaError>> + Send>>;
 
 pub(crate) async fn serve(
     shared: Arc<Shared>,
@@ -68,11 +70,12 @@ pub(crate) async fn serve(
             biased;
             _ = stopped.changed() => break,
             Some(answer) = inflight.next(), if !inflight.is_empty() => match answer {
-                Ok(Some(response)) => {
+                Ok(Some((response, held))) => {
                     if let Err(e) = wr.write_all(&response).await {
                         debug!(%peer, error = %e, "write failed");
                         break;
                     }
+                    drop(held);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -265,11 +268,11 @@ async fn answer(
     broker: BrokerId,
     peer: SocketAddr,
     request: Prepared,
-) -> Result<Option<Bytes>, KafkaError> {
+) -> Result<Option<Encoded>, KafkaError> {
     let (key, version, correlation_id, Parsed { header, body }) = match request {
         Prepared::Fallback { correlation_id } => {
             let body = admin::api_versions(E::UnsupportedVersion.code());
-            return encode(correlation_id, 0, &body, 0).map(Some);
+            return encode(correlation_id, 0, &body, 0).map(|b| Some((b, None)));
         }
         Prepared::Request {
             key,
@@ -301,12 +304,12 @@ async fn serve_body(
     version: i16,
     correlation_id: i32,
     body: Body,
-) -> Result<Option<Bytes>, KafkaError> {
+) -> Result<Option<Encoded>, KafkaError> {
     let hv = key.response_header_version(version);
     macro_rules! answer {
         ($body:expr) => {{
             let body = $body;
-            encode(correlation_id, hv, &body, version).map(Some)
+            encode(correlation_id, hv, &body, version).map(|b| Some((b, None)))
         }};
     }
     let v = version;
@@ -320,10 +323,13 @@ async fn serve_body(
         Body::DescribeCluster => answer!(admin::describe_cluster(ctx, v)),
         Body::InitProducerId(r) => answer!(admin::init_producer_id(ctx, r).await),
         Body::Produce(r) => match data::produce(ctx, v, r).await {
-            Some(body) => encode(correlation_id, hv, &body, version).map(Some),
+            Some(body) => encode(correlation_id, hv, &body, version).map(|b| Some((b, None))),
             None => Ok(None),
         },
-        Body::Fetch(r) => answer!(data::fetch(ctx, v, r).await),
+        Body::Fetch(r) => {
+            let (body, held) = data::fetch(ctx, v, r).await;
+            encode(correlation_id, hv, &body, version).map(|b| Some((b, Some(held))))
+        }
         Body::ListOffsets(r) => answer!(data::list_offsets(ctx, v, r).await),
         Body::DeleteRecords(r) => answer!(data::delete_records(ctx, r).await),
         Body::OffsetForLeaderEpoch(r) => answer!(data::offset_for_leader_epoch(ctx, r).await),

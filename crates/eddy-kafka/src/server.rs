@@ -61,6 +61,7 @@ impl KafkaServer {
                 .map(|a| (advertised.clone(), a.port()))
                 .collect(),
             request_memory: eddy_sync::MemoryBudget::new(config.queued_max_request_bytes),
+            fetch_memory: eddy_sync::MemoryBudget::new(config.fetch_memory_bytes),
             config,
         });
         let (stop, stopped) = watch::channel(false);

@@ -677,6 +677,32 @@ impl LogStore {
         max_bytes: usize,
         until: u64,
     ) -> Result<Fetched, LogError> {
+        self.read_bounded(partition, from, max_bytes, until, true)
+    }
+
+    /// Like [`LogStore::read_until`], but never more than `max_bytes`: a first batch larger
+    /// than that is not returned (`batches` 0, `next_offset` = `from`), and with `max_bytes` 0
+    /// nothing is read. Kafka serves the partitions of a fetch this way after the first one
+    /// that returned records, so that the whole answer stays within the fetch's limit.
+    pub fn read_capped(
+        &self,
+        partition: PartitionId,
+        from: u64,
+        max_bytes: usize,
+        until: u64,
+    ) -> Result<Fetched, LogError> {
+        self.read_bounded(partition, from, max_bytes, until, false)
+    }
+
+    /// `first_whole`: the first batch goes even if it is larger than `max_bytes`.
+    fn read_bounded(
+        &self,
+        partition: PartitionId,
+        from: u64,
+        max_bytes: usize,
+        until: u64,
+        first_whole: bool,
+    ) -> Result<Fetched, LogError> {
         let view = self.view()?;
         let txn = view.read_txn(&self.inner.ctx)?;
         let st = self.state(&view.dbs, &txn, partition)?;
@@ -689,7 +715,11 @@ impl LogStore {
                 log_end: st.log_end,
             });
         }
-        let upper = until.min(st.log_end);
+        let upper = if first_whole || max_bytes > 0 {
+            until.min(st.log_end)
+        } else {
+            from
+        };
         // The pages this read copies from behind the page-cache window: read ahead, and
         // dropped once copied.
         let mut pages = view.cache.as_deref().map(|c| c.read());
@@ -756,7 +786,8 @@ impl LogStore {
                 if last < from {
                     continue;
                 }
-                if last >= upper || (batches > 0 && out.len() + total > max_bytes) {
+                if last >= upper || ((batches > 0 || !first_whole) && out.len() + total > max_bytes)
+                {
                     break;
                 }
                 out.reserve(total);

@@ -91,6 +91,36 @@ fn test_read_until_stops_before_the_bound() {
     assert_eq!(none.batches, 0);
 }
 
+/// A capped read never returns more than its limit, not even a first batch; 0 reads nothing.
+#[test]
+fn test_a_capped_read_stays_within_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_partitions(dir.path(), &[1]);
+    let p = PartitionId(1);
+    let batch = batch_bytes(2, 0, 100);
+    for _ in 0..3 {
+        log.append_one(p, batch.clone(), LEADER).wait().unwrap();
+    }
+    let len = batch.len();
+    let two = log.read_capped(p, 0, 2 * len + 1, u64::MAX).unwrap();
+    assert_eq!(
+        (two.batches, two.next_offset, two.records.len()),
+        (2, 4, 2 * len)
+    );
+    let none = log.read_capped(p, 0, len - 1, u64::MAX).unwrap();
+    assert_eq!(
+        (none.batches, none.next_offset, none.records.len()),
+        (0, 0, 0)
+    );
+    // The uncapped read returns that first batch whole.
+    assert_eq!(log.read_until(p, 0, len - 1, u64::MAX).unwrap().batches, 1);
+    let zero = log.read_capped(p, 2, 0, u64::MAX).unwrap();
+    assert_eq!((zero.batches, zero.next_offset), (0, 2));
+    assert_eq!(zero.offsets.log_end, 6);
+    // The range is still checked.
+    assert!(log.read_capped(p, 7, 0, u64::MAX).is_err());
+}
+
 #[test]
 fn test_batches_are_stored_verbatim_for_every_codec() {
     let dir = tempfile::tempdir().unwrap();

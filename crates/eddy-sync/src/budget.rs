@@ -27,7 +27,8 @@ struct Inner {
 }
 
 /// Wakers of the futures waiting for room; `generation` counts releases, so a future polled
-/// again before the next release does not register twice.
+/// again before the next release does not register twice (it updates its slot instead, if
+/// it was polled with another waker: the last poll's waker is the one to wake).
 struct Waiters {
     generation: u64,
     wakers: Vec<Waker>,
@@ -134,6 +135,16 @@ impl Permit {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Gives back what this permit holds beyond `bytes` (nothing if it holds no more), waking
+    /// the waiters as a drop does.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            let extra = self.bytes - bytes;
+            self.bytes = bytes;
+            self.budget.release(extra);
+        }
+    }
 }
 
 impl fmt::Debug for Permit {
@@ -154,8 +165,8 @@ impl Drop for Permit {
 pub struct Acquire {
     budget: MemoryBudget,
     bytes: usize,
-    /// The release generation this future's waker was registered in.
-    registered: Option<u64>,
+    /// The release generation this future's waker was registered in, and its slot.
+    registered: Option<(u64, usize)>,
 }
 
 impl fmt::Debug for Acquire {
@@ -176,9 +187,19 @@ impl Future for Acquire {
         }
         {
             let mut w = lock(&this.budget.inner.waiters);
-            if this.registered != Some(w.generation) {
-                w.wakers.push(cx.waker().clone());
-                this.registered = Some(w.generation);
+            let generation = w.generation;
+            match this.registered {
+                Some((g, slot)) if g == generation => {
+                    if let Some(old) = w.wakers.get_mut(slot) {
+                        if !old.will_wake(cx.waker()) {
+                            old.clone_from(cx.waker());
+                        }
+                    }
+                }
+                _ => {
+                    w.wakers.push(cx.waker().clone());
+                    this.registered = Some((generation, w.wakers.len() - 1));
+                }
             }
         }
         // A release between the first try and the registration is seen here.
@@ -218,6 +239,55 @@ mod tests {
         assert_eq!((big.bytes(), b.available()), (100, 0));
         drop(big);
         assert_eq!(b.available(), 100);
+    }
+
+    /// A future polled again with another waker (moved into a `FuturesOrdered` after a first
+    /// poll by its task, say) is woken through the newer one.
+    #[test]
+    fn test_a_waiter_polled_with_a_new_waker_is_woken_through_it() {
+        let b = MemoryBudget::new(10);
+        let held = b.try_acquire(10).unwrap();
+        let (first, second) = (
+            std::sync::Arc::new(Flag(AtomicBool::new(false))),
+            std::sync::Arc::new(Flag(AtomicBool::new(false))),
+        );
+        let mut fut = b.acquire(5);
+        let w1 = Waker::from(first.clone());
+        assert!(Pin::new(&mut fut)
+            .poll(&mut Context::from_waker(&w1))
+            .is_pending());
+        let w2 = Waker::from(second.clone());
+        assert!(Pin::new(&mut fut)
+            .poll(&mut Context::from_waker(&w2))
+            .is_pending());
+        assert_eq!(lock(&b.inner.waiters).wakers.len(), 1);
+        drop(held);
+        assert!(second.0.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!first.0.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn test_a_shrunk_permit_gives_back_the_rest_and_wakes_a_waiter() {
+        let b = MemoryBudget::new(10);
+        let mut held = b.try_acquire(10).unwrap();
+        let flag = std::sync::Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = b.acquire(6);
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        held.shrink_to(4);
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!((held.bytes(), b.available()), (4, 6));
+        // Growing is not shrinking: nothing changes.
+        held.shrink_to(8);
+        assert_eq!((held.bytes(), b.available()), (4, 6));
+        let got = match Pin::new(&mut fut).poll(&mut cx) {
+            Poll::Ready(p) => p,
+            Poll::Pending => panic!("room was given back"),
+        };
+        assert_eq!((got.bytes(), b.available()), (6, 0));
+        drop(held);
+        assert_eq!(b.available(), 4);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! - [`MemoryBudget`]: bytes held at once, shared by every holder; waiting for room is a plain
 //!   `Future` (any executor). The Kafka listener reads no request it has no room for (Kafka's
-//!   `queued.max.request.bytes`): overload becomes backpressure on the sockets, not memory.
+//!   `queued.max.request.bytes`) and reads no fetch answer it has no room for: overload
+//!   becomes backpressure on the sockets, not memory.
 //!
 //! Under `--cfg loom` the atomics and locks are loom's.
 

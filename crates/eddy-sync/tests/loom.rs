@@ -88,3 +88,22 @@ fn try_acquire_is_exact() {
         assert_eq!(budget.available(), 3);
     });
 }
+
+/// A holder that shrinks its permit while another waits for the part it gives back: the
+/// waiter gets it, and the two never hold more than the budget together.
+#[test]
+fn a_shrink_racing_a_waiter_wakes_it() {
+    model(|| {
+        let budget = MemoryBudget::new(3);
+        let mut permit = budget.try_acquire(3).unwrap();
+        let waiter = {
+            let budget = budget.clone();
+            thread::spawn(move || block_on(budget.acquire(2)).bytes())
+        };
+        permit.shrink_to(1);
+        assert!(budget.available() <= 2);
+        assert_eq!(waiter.join().unwrap(), 2);
+        drop(permit);
+        assert_eq!(budget.available(), 3);
+    });
+}

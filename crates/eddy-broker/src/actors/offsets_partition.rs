@@ -154,6 +154,7 @@ impl OffsetsPartition {
                         partition: index,
                         offset,
                         max_bytes: 1 << 20,
+                        capped: false,
                         max_wait: Duration::from_millis(100),
                         min_bytes: 1,
                     })

@@ -355,10 +355,12 @@ impl PartitionLeader {
 
     fn read_for_consumer(&self, msg: &Fetch) -> Result<FetchReply, BrokerError> {
         let hw = self.repl.high_watermark();
-        let f = self
-            .shared
-            .log
-            .read_until(self.pid, msg.offset, msg.max_bytes, hw)?;
+        let log = &self.shared.log;
+        let f = if msg.capped {
+            log.read_capped(self.pid, msg.offset, msg.max_bytes, hw)?
+        } else {
+            log.read_until(self.pid, msg.offset, msg.max_bytes, hw)?
+        };
         Ok(FetchReply {
             next_offset: f.next_offset,
             records: f.records,

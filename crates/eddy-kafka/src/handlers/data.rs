@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eddy_broker::messages::{DeleteRecords, Fetch, FetchReply, ListOffsets, Produce};
 use eddy_broker::BrokerError;
+use eddy_sync::Permit;
 use eddy_types::Acks;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use kafka_protocol::error::ResponseError as E;
@@ -119,7 +120,15 @@ struct Wanted {
     max_bytes: usize,
 }
 
-async fn read(ctx: &Ctx<'_>, w: &Wanted, wait: Duration) -> Result<FetchReply, i16> {
+/// Reads `w` from its leader: up to `max_bytes` (`capped`: never more, see
+/// [`Fetch::capped`]), waiting up to `wait` for records.
+async fn read(
+    ctx: &Ctx<'_>,
+    w: &Wanted,
+    max_bytes: usize,
+    capped: bool,
+    wait: Duration,
+) -> Result<FetchReply, i16> {
     let (Some(p), Ok(offset)) = (index(w.partition), u64::try_from(w.offset)) else {
         return Err(if w.partition < 0 {
             E::UnknownTopicOrPartition.code()
@@ -131,7 +140,8 @@ async fn read(ctx: &Ctx<'_>, w: &Wanted, wait: Duration) -> Result<FetchReply, i
         topic: w.topic.clone(),
         partition: p,
         offset,
-        max_bytes: w.max_bytes,
+        max_bytes,
+        capped,
         max_wait: wait,
         min_bytes: 1,
     };
@@ -141,22 +151,91 @@ async fn read(ctx: &Ctx<'_>, w: &Wanted, wait: Duration) -> Result<FetchReply, i
         .map_err(|e| codes::partition(&e))
 }
 
-async fn read_all(ctx: &Ctx<'_>, wanted: &[Wanted]) -> Vec<Result<FetchReply, i16>> {
-    let mut all: FuturesOrdered<_> = wanted
-        .iter()
-        .map(|w| read(ctx, w, Duration::ZERO))
-        .collect();
-    let mut out = Vec::with_capacity(wanted.len());
-    while let Some(r) = all.next().await {
-        out.push(r);
+/// Reads the partitions of a fetch within `limit` bytes in all, as Kafka fills a fetch: in
+/// order, each partition up to its own `max_bytes` and what is left of `limit`; the first
+/// batch of the answer goes whole even if it is larger (so that a consumer always makes
+/// progress), later ones only if they fit. Reads run concurrently, in groups whose shares add
+/// up to what is left; partitions left without a share are read for their offsets only (the
+/// client asks again). Returns each partition's result and the record bytes in all.
+async fn read_within(
+    ctx: &Ctx<'_>,
+    wanted: &[Wanted],
+    limit: usize,
+) -> (Vec<Result<FetchReply, i16>>, usize) {
+    let mut results: Vec<Option<Result<FetchReply, i16>>> = vec![None; wanted.len()];
+    let mut used = 0usize;
+    let mut next = 0;
+    while next < wanted.len() && used < limit {
+        // The next group: partitions in order, each given a share of what is left.
+        let mut left = limit - used;
+        let mut group = Vec::new();
+        while next < wanted.len() && left > 0 {
+            let share = wanted[next].max_bytes.min(left);
+            if share > 0 {
+                // Whole while nothing has come back yet: only the group's first can be.
+                let whole = used == 0 && group.is_empty();
+                group.push((next, share, whole));
+                left -= share;
+            }
+            next += 1;
+        }
+        let reads: FuturesOrdered<_> = group
+            .iter()
+            .map(|&(i, share, whole)| read(ctx, &wanted[i], share, !whole, Duration::ZERO))
+            .collect();
+        let replies: Vec<_> = reads.collect().await;
+        for ((i, _, _), r) in group.into_iter().zip(replies) {
+            if let Ok(f) = &r {
+                used += f.records.len();
+            }
+            results[i] = Some(r);
+        }
+        if used == 0 && next >= wanted.len() {
+            // Nothing fitted: a capped partition whose next batch is larger than its share
+            // gets that batch whole (progress, as above).
+            let big = wanted.iter().zip(&results).position(|(w, r)| {
+                matches!(r, Some(Ok(f)) if f.records.is_empty()
+                    && w.max_bytes > 0
+                    && u64::try_from(w.offset).is_ok_and(|o| o < f.high_watermark))
+            });
+            if let Some(i) = big {
+                let r = read(ctx, &wanted[i], wanted[i].max_bytes, false, Duration::ZERO).await;
+                if let Ok(f) = &r {
+                    used += f.records.len();
+                }
+                results[i] = Some(r);
+            }
+        }
     }
-    out
+    // The rest: offsets only.
+    let rest: FuturesOrdered<_> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_none())
+        .map(|(i, _)| async move { (i, read(ctx, &wanted[i], 0, true, Duration::ZERO).await) })
+        .collect();
+    for (i, r) in rest.collect::<Vec<_>>().await {
+        results[i] = Some(r);
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(E::UnknownServerError.code())))
+        .collect();
+    (results, used)
 }
 
-/// Fetch: every partition read at once; with fewer than `min_bytes` ready, long-polls them
-/// all until one has records or `max_wait_ms` passes, then reads again. Records are the stored
-/// batches, up to the high watermark; sessions (KIP-227) are not kept: session id 0.
-pub(crate) async fn fetch(ctx: &Ctx<'_>, version: i16, req: FetchRequest) -> FetchResponse {
+/// Fetch: the partitions read within the request's `max_bytes` (at most the listener's
+/// `fetch_max_bytes`); with fewer than `min_bytes` ready, long-polls them all until one has
+/// records or `max_wait_ms` passes, then reads again. Records are the stored batches, up to
+/// the high watermark; sessions (KIP-227) are not kept: session id 0.
+///
+/// The bytes read are taken from the listener's fetch memory budget first (waiting while
+/// other answers hold it), and the permit goes with the answer until it is written.
+pub(crate) async fn fetch(
+    ctx: &Ctx<'_>,
+    version: i16,
+    req: FetchRequest,
+) -> (FetchResponse, Permit) {
     let wanted: Vec<Wanted> = req
         .topics
         .iter()
@@ -171,25 +250,32 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, version: i16, req: FetchRequest) -> Fet
         .collect();
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
-    let mut results = read_all(ctx, &wanted).await;
-    let ready: usize = results
-        .iter()
-        .map(|r| r.as_ref().map_or(0, |f| f.records.len()))
-        .sum();
+    let limit = usize::try_from(req.max_bytes)
+        .unwrap_or(0)
+        .clamp(1, ctx.shared.config.fetch_max_bytes.max(1));
+    let budget = &ctx.shared.fetch_memory;
+    let mut permit = budget.acquire(limit).await;
+    let (mut results, mut used) = read_within(ctx, &wanted, permit.bytes()).await;
     let failed = results.iter().any(Result::is_err);
-    if ready < min_bytes.max(1) && !max_wait.is_zero() && !failed && !wanted.is_empty() {
-        let mut waiting: FuturesUnordered<_> =
-            wanted.iter().map(|w| read(ctx, w, max_wait)).collect();
+    if used < min_bytes.max(1) && !max_wait.is_zero() && !failed && !wanted.is_empty() {
+        // Nothing held while waiting: each wait reads one batch at most, and is dropped.
+        drop(permit);
+        let mut waiting: FuturesUnordered<_> = wanted
+            .iter()
+            .map(|w| read(ctx, w, 1, false, max_wait))
+            .collect();
         while let Some(r) = waiting.next().await {
             if r.map_or(true, |f| !f.records.is_empty()) {
                 break;
             }
         }
         drop(waiting);
-        results = read_all(ctx, &wanted).await;
+        permit = budget.acquire(limit).await;
+        (results, used) = read_within(ctx, &wanted, permit.bytes()).await;
     }
-    let budget = usize::try_from(req.max_bytes).unwrap_or(usize::MAX);
-    let mut used = 0usize;
+    // Held until the answer is written: what was read (the first batch may be larger than
+    // the share it was read for; that goes uncounted rather than wait while holding).
+    permit.shrink_to(used);
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (w, result) in wanted.into_iter().zip(results) {
         let mut p = PartitionData::default();
@@ -203,15 +289,7 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, version: i16, req: FetchRequest) -> Fet
                 if version >= 5 {
                     p.log_start_offset = f.log_start as i64;
                 }
-                // The request's max_bytes: the first batches always go, later ones while
-                // they fit (the client fetches the rest next time).
-                let records = if used > 0 && used + f.records.len() > budget {
-                    Bytes::new()
-                } else {
-                    f.records
-                };
-                used += records.len();
-                p.records = Some(records);
+                p.records = Some(f.records);
             }
             Err(code) => {
                 p.error_code = code;
@@ -232,7 +310,7 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, version: i16, req: FetchRequest) -> Fet
     }
     let mut r = FetchResponse::default();
     r.responses = topics;
-    r
+    (r, permit)
 }
 
 /// ListOffsets: -2 earliest (log start), -1 latest (high watermark), else the first offset

@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) config: KafkaConfig,
     /// Request bytes held, over every connection of every listener.
     pub(crate) request_memory: eddy_sync::MemoryBudget,
+    /// Fetch answers' record bytes held, over every connection of every listener.
+    pub(crate) fetch_memory: eddy_sync::MemoryBudget,
 }
 
 /// A request's context: the server and the broker whose listener received it.

@@ -1,0 +1,184 @@
+//! What one Fetch answer may carry: the request's `max_bytes`, at most the listener's
+//! `fetch_max_bytes`, filled partition by partition as Kafka fills it (the first batch whole,
+//! later ones only if they fit), and the fetch memory budget shared by every connection.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, Wire};
+use eddy_kafka::KafkaConfig;
+use eddy_log::testing::batch_bytes;
+use eddy_types::{Acks, BrokerId};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+/// A batch of 10 records of 10 KB each: about 100 KB.
+const RECORDS: usize = 10;
+const VALUE: usize = 10_000;
+
+/// Topic `t` with 6 partitions; the two led by broker 0 get `batches` batches each. Returns
+/// those partitions and the size of a batch.
+async fn two_full_partitions(server: &Server, batches: usize) -> (Vec<i32>, usize) {
+    let cluster = server.cluster();
+    cluster
+        .create_topic(eddy_broker::NewTopic::new("t").partitions(6))
+        .await
+        .unwrap();
+    let meta = cluster.describe_topic("t").unwrap();
+    let mine: Vec<i32> = meta
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.leader == Some(BrokerId(0)))
+        .map(|(i, _)| i as i32)
+        .take(2)
+        .collect();
+    assert_eq!(mine.len(), 2, "broker 0 leads two of six partitions");
+    let batch = batch_bytes(RECORDS, 0, VALUE);
+    for &p in &mine {
+        for _ in 0..batches {
+            cluster
+                .produce("t", p as u32, batch.clone(), Acks::All)
+                .await
+                .unwrap();
+        }
+    }
+    (mine, batch.len())
+}
+
+fn fetch(partitions: &[i32], max_bytes: i32, partition_max_bytes: i32) -> FetchRequest {
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string("t".into()));
+    t.partitions = partitions
+        .iter()
+        .map(|&p| {
+            let mut fp = FetchPartition::default();
+            fp.partition = p;
+            fp.partition_max_bytes = partition_max_bytes;
+            fp
+        })
+        .collect();
+    let mut r = FetchRequest::default();
+    r.max_bytes = max_bytes;
+    r.min_bytes = 1;
+    r.max_wait_ms = 0;
+    r.topics = vec![t];
+    r
+}
+
+/// Record bytes of each partition of the answer, in the order asked.
+fn sizes(r: &FetchResponse) -> Vec<usize> {
+    r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0, "{p:?}");
+            p.records.as_ref().map_or(0, |b| b.len())
+        })
+        .collect()
+}
+
+#[test]
+fn test_a_fetch_answer_stays_within_its_limits_and_the_first_batch_always_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        KafkaConfig {
+            base_port: 0,
+            fetch_max_bytes: 450_000,
+            ..KafkaConfig::default()
+        },
+    );
+    server.block_on(async {
+        let (parts, batch) = two_full_partitions(&server, 4).await;
+        let mut wire = Wire::connect(server.addr(0)).await;
+
+        // The request's max_bytes: 2.5 batches. The first partition fills two; the second
+        // gets what is left (half a batch), which no batch fits: nothing.
+        let max = (batch * 5 / 2) as i32;
+        let r = wire
+            .request(12, &fetch(&parts, max, i32::MAX))
+            .await
+            .unwrap();
+        assert_eq!(sizes(&r), vec![2 * batch, 0]);
+        // Its offsets still come.
+        assert_eq!(r.responses[0].partitions[1].high_watermark, 40);
+
+        // Per partition: one batch each.
+        let r = wire
+            .request(12, &fetch(&parts, i32::MAX, batch as i32))
+            .await
+            .unwrap();
+        assert_eq!(sizes(&r), vec![batch, batch]);
+
+        // Asking for everything gets the listener's fetch_max_bytes (4.5 batches): 4 from
+        // the first partition, none of the second. Before, each partition's read was
+        // bounded by the client's partition_max_bytes alone.
+        let r = wire
+            .request(12, &fetch(&parts, i32::MAX, i32::MAX))
+            .await
+            .unwrap();
+        assert_eq!(sizes(&r), vec![4 * batch, 0]);
+
+        // Smaller than one batch: the first batch goes whole all the same (a consumer
+        // must get past it), and nothing more.
+        let r = wire.request(12, &fetch(&parts, 10, 10)).await.unwrap();
+        assert_eq!(sizes(&r), vec![batch, 0]);
+        // Also when the first partition asked has nothing from its offset on.
+        let mut req = fetch(&parts, 10, 10);
+        req.topics[0].partitions[0].fetch_offset = 40;
+        let r = wire.request(12, &req).await.unwrap();
+        assert_eq!(sizes(&r), vec![0, batch]);
+    });
+    server.stop();
+}
+
+/// With a budget smaller than one answer, fetches from many connections at once still all
+/// get their records: one at a time, none stuck.
+#[test]
+fn test_a_small_fetch_memory_budget_makes_fetches_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        KafkaConfig {
+            base_port: 0,
+            fetch_memory_bytes: 1_000,
+            ..KafkaConfig::default()
+        },
+    );
+    server.block_on(async {
+        let (parts, batch) = two_full_partitions(&server, 2).await;
+        let addr = server.addr(0);
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let parts = parts.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut wire = Wire::connect(addr).await;
+                let mut got = Vec::new();
+                for _ in 0..3 {
+                    let r = wire
+                        .request(12, &fetch(&parts, i32::MAX, i32::MAX))
+                        .await
+                        .unwrap();
+                    got.push(sizes(&r));
+                }
+                got
+            }));
+        }
+        for t in tasks {
+            let got = tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("fetches finish")
+                .unwrap();
+            // The whole budget (1,000 bytes) is less than a batch: each answer is the
+            // first batch alone.
+            for sizes in got {
+                assert_eq!(sizes, vec![batch, 0]);
+            }
+        }
+    });
+    server.stop();
+}
