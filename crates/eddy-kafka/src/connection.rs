@@ -202,10 +202,16 @@ async fn read_size(
     Ok(Some(len))
 }
 
-/// Reads a frame's `len` bytes.
+/// Reads a frame's `len` bytes, into memory it does not zero first (a produce request of
+/// megabytes was written twice: zeros, then the bytes).
 async fn read_body(rd: &mut BufReader<OwnedReadHalf>, len: usize) -> Result<Bytes, KafkaError> {
-    let mut buf = BytesMut::zeroed(len);
-    rd.read_exact(&mut buf).await?;
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let left = (len - buf.len()) as u64;
+        if (&mut *rd).take(left).read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(buf.freeze())
 }
 
