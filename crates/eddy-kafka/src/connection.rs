@@ -42,8 +42,9 @@ use crate::request::{api_name, classify, parse, Body, Frame, Parsed};
 /// Requests of one connection answered concurrently (Kafka clients keep up to 5 in flight).
 const MAX_IN_FLIGHT: usize = 16;
 
-/// An encoded answer, with the memory permit (a fetch's) held until it is written.
-type Encoded = (Bytes, Option<Permit>);
+/// An encoded answer, with what a fetch holds (its memory, its connection's turn) until it
+/// is written.
+type Encoded = (Bytes, Option<data::FetchHold>);
 type Answer = Pin<Box<dyn Future<Output = Result<Option<Encoded>, KafkaError>> + Send>>;
 
 pub(crate) async fn serve(
@@ -64,6 +65,7 @@ pub(crate) async fn serve(
         frames_tx,
     ));
     let mut inflight: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let fetch_turn = Arc::new(tokio::sync::Semaphore::new(1));
     let mut reading = true;
     while reading || !inflight.is_empty() {
         tokio::select! {
@@ -96,7 +98,8 @@ pub(crate) async fn serve(
                     }
                     Ok(request) => {
                         // The request's bytes count against the budget until it is answered.
-                        let served = answer(shared.clone(), broker, peer, request);
+                        let served =
+                            answer(shared.clone(), broker, peer, fetch_turn.clone(), request);
                         let mut answer: Answer = Box::pin(async move {
                             let out = served.await;
                             let bytes = memory.bytes() as f64;
@@ -273,6 +276,7 @@ async fn answer(
     shared: Arc<Shared>,
     broker: BrokerId,
     peer: SocketAddr,
+    fetch_turn: Arc<tokio::sync::Semaphore>,
     request: Prepared,
 ) -> Result<Option<Encoded>, KafkaError> {
     let (key, version, correlation_id, Parsed { header, body }) = match request {
@@ -293,6 +297,7 @@ async fn answer(
         broker: shared.cluster.at(broker),
         client_id: header.client_id,
         peer,
+        fetch_turn,
     };
     let api = api_name(&body);
     metrics::counter!(eddy_metrics::KAFKA_REQUESTS, "api" => api).increment(1);

@@ -182,3 +182,55 @@ fn test_a_small_fetch_memory_budget_makes_fetches_take_turns() {
     });
     server.stop();
 }
+
+/// A connection's fetches take turns for fetch memory: a fetch pipelined behind a long poll
+/// does not hold memory it cannot send until the long poll ends, so another connection's
+/// fetch is served meanwhile (before, it waited for that long poll).
+#[test]
+fn test_a_fetch_queued_behind_a_long_poll_holds_no_fetch_memory() {
+    use bytes::Buf;
+    use tokio::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        KafkaConfig {
+            base_port: 0,
+            fetch_memory_bytes: 1_000,
+            ..KafkaConfig::default()
+        },
+    );
+    server.block_on(async {
+        let (parts, batch) = two_full_partitions(&server, 1).await;
+        let addr = server.addr(0);
+        // One connection: a long poll at the end of a partition, then a fetch with records.
+        let mut poll = fetch(&parts[..1], i32::MAX, i32::MAX);
+        poll.topics[0].partitions[0].fetch_offset = 10;
+        poll.max_wait_ms = 3_000;
+        let mut a = Wire::connect(addr).await;
+        let (first, f1) = a.frame(12, &poll);
+        let (second, f2) = a.frame(12, &fetch(&parts[1..], i32::MAX, i32::MAX));
+        let t0 = Instant::now();
+        a.send_raw(&f1).await;
+        a.send_raw(&f2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Another connection's fetch is served while the long poll waits.
+        let mut b = Wire::connect(addr).await;
+        let r = b
+            .request(12, &fetch(&parts[1..], i32::MAX, i32::MAX))
+            .await
+            .unwrap();
+        assert_eq!(sizes(&r), vec![batch]);
+        let served = t0.elapsed();
+        assert!(
+            served < Duration::from_millis(2_000),
+            "served after {served:?}, behind the other connection's long poll"
+        );
+        // The first connection's answers come after the long poll, in order.
+        let mut x = a.read_frame(Duration::from_secs(10)).await.unwrap();
+        let mut y = a.read_frame(Duration::from_secs(10)).await.unwrap();
+        assert_eq!((x.get_i32(), y.get_i32()), (first, second));
+        assert!(t0.elapsed() >= Duration::from_millis(2_900));
+    });
+    server.stop();
+}

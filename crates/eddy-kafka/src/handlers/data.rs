@@ -230,12 +230,17 @@ async fn read_within(
 /// the high watermark; sessions (KIP-227) are not kept: session id 0.
 ///
 /// The bytes read are taken from the listener's fetch memory budget first (waiting while
-/// other answers hold it), and the permit goes with the answer until it is written.
+/// other answers hold it), and the permit goes with the answer until it is written. A
+/// connection's fetches take turns, in arrival order: answers go out in that order, so a
+/// later fetch that took memory while an earlier one waited for it would hold it without
+/// being written, and connections could end up holding the whole budget that way.
 pub(crate) async fn fetch(
     ctx: &Ctx<'_>,
     version: i16,
     req: FetchRequest,
-) -> (FetchResponse, Permit) {
+) -> (FetchResponse, FetchHold) {
+    // The semaphore is the connection's and never closed; a closed one would mean no turn.
+    let turn = ctx.fetch_turn.clone().acquire_owned().await.ok();
     let wanted: Vec<Wanted> = req
         .topics
         .iter()
@@ -310,7 +315,21 @@ pub(crate) async fn fetch(
     }
     let mut r = FetchResponse::default();
     r.responses = topics;
-    (r, permit)
+    (
+        r,
+        FetchHold {
+            _memory: permit,
+            _turn: turn,
+        },
+    )
+}
+
+/// What a fetch's answer holds until it is written: its record bytes in the fetch memory
+/// budget, and its connection's fetch turn.
+#[derive(Debug)]
+pub(crate) struct FetchHold {
+    _memory: Permit,
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// ListOffsets: -2 earliest (log start), -1 latest (high watermark), else the first offset

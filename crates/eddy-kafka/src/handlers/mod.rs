@@ -34,6 +34,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) client_id: Option<StrBytes>,
     /// The client's address.
     pub(crate) peer: std::net::SocketAddr,
+    /// The connection's turn to hold fetch memory: one fetch of a connection at a time, in
+    /// arrival order (see `data::fetch`).
+    pub(crate) fetch_turn: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx<'_> {
