@@ -49,6 +49,18 @@ async fn two_full_partitions(server: &Server, batches: usize) -> (Vec<i32>, usiz
     (mine, batch.len())
 }
 
+/// A server whose fetch memory budget (1,000 bytes) is smaller than one batch.
+fn small_budget_server(dir: &std::path::Path) -> Server {
+    Server::start_with(
+        dir,
+        KafkaConfig {
+            base_port: 0,
+            fetch_memory_bytes: 1_000,
+            ..KafkaConfig::default()
+        },
+    )
+}
+
 fn fetch(partitions: &[i32], max_bytes: i32, partition_max_bytes: i32) -> FetchRequest {
     let mut t = FetchTopic::default();
     t.topic = TopicName(StrBytes::from_string("t".into()));
@@ -141,14 +153,7 @@ fn test_a_fetch_answer_stays_within_its_limits_and_the_first_batch_always_goes()
 #[test]
 fn test_a_small_fetch_memory_budget_makes_fetches_take_turns() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        dir.path(),
-        KafkaConfig {
-            base_port: 0,
-            fetch_memory_bytes: 1_000,
-            ..KafkaConfig::default()
-        },
-    );
+    let server = small_budget_server(dir.path());
     server.block_on(async {
         let (parts, batch) = two_full_partitions(&server, 2).await;
         let addr = server.addr(0);
@@ -192,14 +197,7 @@ fn test_a_fetch_queued_behind_a_long_poll_holds_no_fetch_memory() {
     use tokio::time::Instant;
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
-        dir.path(),
-        KafkaConfig {
-            base_port: 0,
-            fetch_memory_bytes: 1_000,
-            ..KafkaConfig::default()
-        },
-    );
+    let server = small_budget_server(dir.path());
     server.block_on(async {
         let (parts, batch) = two_full_partitions(&server, 1).await;
         let addr = server.addr(0);
