@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
@@ -97,6 +97,9 @@ pub struct LogStats {
     /// and by reads of records behind the window (see
     /// [`LogConfig::page_cache_window`](crate::LogConfig)).
     pub page_cache_dropped: u64,
+    /// Retention calls that looked for the partitions with something due (a call that goes
+    /// on with a pass stopped at its step does not look again).
+    pub retention_scans: u64,
 }
 
 /// The answer to a write request, as soon as its commit is done.
@@ -249,6 +252,18 @@ struct Inner {
     ctx: ErrCtx,
     stats: Arc<WriterStats>,
     path: PathBuf,
+    /// The rest of a retention pass that stopped at its step: the pass's time and the
+    /// partitions from where it stopped. The next call at the same time goes on from there
+    /// rather than finding the due partitions again.
+    retention_rest: Arc<RetentionRest>,
+}
+
+type RetentionRest = Mutex<Option<(i64, Vec<PartitionId>)>>;
+
+/// Where the last retention pass stopped (a poisoned lock still holds a valid value).
+fn lock_rest(rest: &RetentionRest) -> std::sync::MutexGuard<'_, Option<(i64, Vec<PartitionId>)>> {
+    rest.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The partition log of one log directory: every partition replica of one broker, in one LMDB
@@ -304,6 +319,7 @@ impl LogStore {
                     ctx,
                     stats,
                     path: dir.to_path_buf(),
+                    retention_rest: Arc::default(),
                 }),
             });
         }
@@ -346,6 +362,7 @@ impl LogStore {
                 ctx,
                 stats,
                 path: dir.to_path_buf(),
+                retention_rest: Arc::default(),
             }),
         })
     }
@@ -551,15 +568,31 @@ impl LogStore {
     /// The partitions with something due are found in a read transaction on a thread of its
     /// own; the writer then visits only those.
     pub fn enforce_retention(&self, now_ms: i64) -> Pending<RetentionReport> {
-        fn report(o: Outcome) -> Result<RetentionReport, LogError> {
+        let rest = self.inner.retention_rest.clone();
+        let report = move |o: Outcome| -> Result<RetentionReport, LogError> {
             match o {
-                Outcome::Retention(r) => Ok(r),
+                Outcome::Retention(r, left) => {
+                    let next = (r.more && !left.is_empty()).then_some((now_ms, left));
+                    *lock_rest(&rest) = next;
+                    Ok(r)
+                }
                 other => unexpected(other),
             }
-        }
+        };
         if let Some(e) = self.failure() {
             return Pending::ready(Err(e));
         }
+        // The same pass going on: from where it stopped, without a new scan.
+        let going_on = lock_rest(&self.inner.retention_rest)
+            .take()
+            .filter(|(at, _)| *at == now_ms);
+        if let Some((_, partitions)) = going_on {
+            return self.submit(WriteOp::Retention { now_ms, partitions }, report);
+        }
+        self.inner
+            .stats
+            .retention_scans
+            .fetch_add(1, Ordering::Relaxed);
         let scan = {
             let (health, ctx) = (self.inner.health.clone(), self.inner.ctx.clone());
             move || -> Result<Vec<PartitionId>, LogError> {
@@ -583,7 +616,10 @@ impl LogStore {
             .name("eddy-log-retention".into())
             .spawn(move || match scan() {
                 Ok(partitions) if partitions.is_empty() => {
-                    let _ = reply.send(Ok(Outcome::Retention(RetentionReport::default())));
+                    let _ = reply.send(Ok(Outcome::Retention(
+                        RetentionReport::default(),
+                        Vec::new(),
+                    )));
                 }
                 Ok(partitions) => {
                     // A writer gone drops `reply`: the caller gets `WriterStopped`.
@@ -976,6 +1012,7 @@ impl LogStore {
             commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
             syncs: s.syncs.load(Ordering::Relaxed),
             page_cache_dropped: s.page_cache_dropped.load(Ordering::Relaxed),
+            retention_scans: s.retention_scans.load(Ordering::Relaxed),
         }
     }
 

@@ -158,7 +158,9 @@ pub(crate) enum Outcome {
     Appended(Vec<Result<Appended, LogError>>),
     Done,
     Offset(u64),
-    Retention(RetentionReport),
+    /// What a retention call removed, and the partitions from where it stopped (empty when
+    /// it did not stop at its step).
+    Retention(RetentionReport, Vec<PartitionId>),
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Outcome, LogError>>;
@@ -178,6 +180,7 @@ pub(crate) struct WriterStats {
     pub(crate) commit_nanos: AtomicU64,
     pub(crate) syncs: AtomicU64,
     pub(crate) page_cache_dropped: AtomicU64,
+    pub(crate) retention_scans: AtomicU64,
     /// Each commit since the last [`LogStore::take_commits`](crate::LogStore::take_commits),
     /// up to [`COMMITS_KEPT`].
     pub(crate) recent: Mutex<Vec<CommitSample>>,
@@ -1305,10 +1308,13 @@ fn retention(
     partitions: &[PartitionId],
 ) -> Result<Result<Outcome, LogError>, LogError> {
     let mut report = RetentionReport::default();
-    for &p in partitions {
+    // Where the call stopped: the partition it was at (it may have more).
+    let mut last = 0;
+    for (i, &p) in partitions.iter().enumerate() {
         if report.more {
             break;
         }
+        last = i;
         // The state again, under the write transaction: it may have changed since the scan.
         let budget = RETENTION_STEP_BYTES.saturating_sub(report.bytes);
         let mut st = match load_state(txn, dbs, p, ctx) {
@@ -1355,5 +1361,10 @@ fn retention(
             report.bytes += removed.bytes;
         }
     }
-    Ok(Ok(Outcome::Retention(report)))
+    let rest = if report.more {
+        partitions[last..].to_vec()
+    } else {
+        Vec::new()
+    };
+    Ok(Ok(Outcome::Retention(report, rest)))
 }

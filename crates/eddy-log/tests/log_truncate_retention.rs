@@ -197,9 +197,15 @@ fn test_retention_removes_a_bounded_step_per_call() {
         assert!(calls.len() <= 18, "retention never finishes: {calls:?}");
     }
     assert!(calls.len() >= 2, "{calls:?}");
+    // The pass looked for the due partitions once; each later call went on from where the
+    // one before stopped.
+    assert_eq!(log.stats().retention_scans, 1);
     let removed: u64 = calls.iter().map(|r| r.batches).sum();
     // Each partition keeps the two newest batches (at least 2 MiB).
     assert_eq!(removed, 3 * 6, "{calls:?}");
+    // A new pass looks again (and finds nothing).
+    assert_eq!(log.enforce_retention(0).wait().unwrap().batches, 0);
+    assert_eq!(log.stats().retention_scans, 2);
     for &p in &parts {
         let o = log.offsets(p).unwrap();
         assert_eq!((o.log_start, o.size_bytes), (6, 2 * batch.len() as u64));
