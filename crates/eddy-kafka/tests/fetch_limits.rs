@@ -144,6 +144,13 @@ fn test_a_fetch_answer_stays_within_its_limits_and_the_first_batch_always_goes()
         req.topics[0].partitions[0].fetch_offset = 40;
         let r = wire.request(12, &req).await.unwrap();
         assert_eq!(sizes(&r), vec![0, batch]);
+        // And when the later partition's batch is larger than its share (its own limit is
+        // 2 GiB): that one batch, not the whole partition.
+        let mut req = fetch(&parts, 20_000, i32::MAX);
+        req.topics[0].partitions[0].fetch_offset = 40;
+        req.topics[0].partitions[0].partition_max_bytes = 10;
+        let r = wire.request(12, &req).await.unwrap();
+        assert_eq!(sizes(&r), vec![0, batch]);
     });
     server.stop();
 }

@@ -192,14 +192,15 @@ async fn read_within(
         }
         if used == 0 && next >= wanted.len() {
             // Nothing fitted: a capped partition whose next batch is larger than its share
-            // gets that batch whole (progress, as above).
+            // gets that batch whole (progress, as above), and more only within the limit.
             let big = wanted.iter().zip(&results).position(|(w, r)| {
                 matches!(r, Some(Ok(f)) if f.records.is_empty()
                     && w.max_bytes > 0
                     && u64::try_from(w.offset).is_ok_and(|o| o < f.high_watermark))
             });
             if let Some(i) = big {
-                let r = read(ctx, &wanted[i], wanted[i].max_bytes, false, Duration::ZERO).await;
+                let share = wanted[i].max_bytes.min(limit);
+                let r = read(ctx, &wanted[i], share, false, Duration::ZERO).await;
                 if let Ok(f) = &r {
                     used += f.records.len();
                 }
