@@ -1035,16 +1035,16 @@ fn delete_before(
     // The log start moves at once; of the batches wholly before it, this commit removes at
     // most one retention step, and retention passes remove the rest the same way (freeing a
     // gigabyte in one commit would hold every append of the directory for seconds).
-    let mut more = false;
-    let removed = remove_prefix(txn, dbs, cache, ctx, p, |header, last, removed_so_far| {
-        let len = header.total_len() as u64;
-        if last < offset && removed_so_far > 0 && removed_so_far + len > RETENTION_STEP_BYTES {
-            more = true;
-            return false;
-        }
-        last < offset
-    })?;
-    if more {
+    let removed = remove_prefix(
+        txn,
+        dbs,
+        cache,
+        ctx,
+        p,
+        RETENTION_STEP_BYTES,
+        |_, last, _| last < offset,
+    )?;
+    if removed.more {
         dbs.meta
             .put(txn, &trimmed_key(p), &[])
             .map_err(|e| ctx.heed(e))?;
@@ -1056,22 +1056,30 @@ fn delete_before(
     Ok(Ok(Outcome::Offset(offset)))
 }
 
-/// Removes batches from the start of `p` while `keep_going(header, last_offset, size_so_far)`
-/// holds. Returns what was removed; `bytes` and `batches` are zero if nothing was.
+/// Removes batches from the start of `p` while `goes(header, last_offset, size_so_far)`
+/// holds, at most `budget` bytes of them (and at least one): `more` says the budget stopped
+/// it before a batch that goes. Returns what was removed; `bytes` and `batches` are zero if
+/// nothing was.
+#[allow(clippy::too_many_arguments)]
 fn remove_prefix(
     txn: &mut RwTxn<'_>,
     dbs: &Dbs,
     cache: Option<&PageCache>,
     ctx: &ErrCtx,
     p: PartitionId,
-    mut keep_going: impl FnMut(&BatchHeader, u64, u64) -> bool,
+    budget: u64,
+    mut goes: impl FnMut(&BatchHeader, u64, u64) -> bool,
 ) -> Result<RemovedPrefix, LogError> {
     let mut removed = RemovedPrefix::default();
     {
         for entry in batch_summaries(txn, dbs, ctx, p, 0)? {
             let (base, header, len) = entry?;
             let last = base + header.last_offset_delta as u64;
-            if !keep_going(&header, last, removed.bytes) {
+            if !goes(&header, last, removed.bytes) {
+                break;
+            }
+            if removed.batches > 0 && removed.bytes + len as u64 > budget {
+                removed.more = true;
                 break;
             }
             removed.bytes += len as u64;
@@ -1196,6 +1204,8 @@ struct RemovedPrefix {
     batches: u64,
     /// One past the last removed offset.
     next_offset: u64,
+    /// The budget stopped the removal before a batch that goes.
+    more: bool,
 }
 
 /// Retention's rules for the first batch of a partition (Kafka's): only whole batches below the
@@ -1335,18 +1345,11 @@ fn retention(
             Err(LogError::Corrupt { .. }) => continue,
             Err(e) => return Err(e),
         };
-        let mut more = false;
-        let removed = remove_prefix(txn, dbs, cache, ctx, p, |header, last, removed_so_far| {
-            let goes = retention_takes(&st, now_ms, header, last, removed_so_far);
-            let len = header.total_len() as u64;
-            if goes && removed_so_far > 0 && removed_so_far + len > budget {
-                more = true;
-                return false;
-            }
-            goes
+        let removed = remove_prefix(txn, dbs, cache, ctx, p, budget, |header, last, so_far| {
+            retention_takes(&st, now_ms, header, last, so_far)
         })?;
-        report.more = more || report.bytes + removed.bytes >= RETENTION_STEP_BYTES;
-        if !more {
+        report.more = removed.more || report.bytes + removed.bytes >= RETENTION_STEP_BYTES;
+        if !removed.more {
             // Nothing is left before the log start (if a DeleteRecords had left anything).
             dbs.meta
                 .delete(txn, &trimmed_key(p))
