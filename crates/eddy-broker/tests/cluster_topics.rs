@@ -285,3 +285,98 @@ fn test_retention_removes_expired_batches_on_every_replica() {
         c.shutdown().await;
     });
 }
+
+#[test]
+fn test_a_slow_read_holds_neither_appends_nor_other_fetches() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("cold")).await.unwrap();
+        c.create_topic(NewTopic::new("hot")).await.unwrap();
+        for (i, topic) in ["cold", "hot"].into_iter().enumerate() {
+            c.produce(topic, 0, batch_bytes(3, 10 * i as i64, 8), Acks::All)
+                .await
+                .unwrap();
+        }
+        // Every read of the cold partition's leader waits, as a read from a slow disk does.
+        let leader = c.metadata().partition("cold", 0).unwrap().leader.unwrap();
+        let log = c.replica_log(leader).unwrap();
+        log.slow_reads(Duration::from_millis(1500));
+        let cold = {
+            let c = c.clone();
+            actix_rt::spawn(async move { c.fetch("cold", 0, 0, 1 << 20).await })
+        };
+        // The fetch reaches the leader, whose read starts. (No timer here: paused time does
+        // not move while a blocking thread runs.)
+        while log.slowed_reads() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Meanwhile the actors go on: an append is committed and answered...
+        let r = c
+            .produce("hot", 0, batch_bytes(2, 20, 8), Acks::Leader)
+            .await
+            .unwrap();
+        assert_eq!(r.base_offset, 3);
+        assert!(
+            !cold.is_finished(),
+            "the append waited for the slow read: reads hold the actors' thread"
+        );
+        // ...and so is another fetch (the slow read goes on: it took its wait when it began).
+        log.slow_reads(Duration::ZERO);
+        let f = c.fetch("hot", 0, 0, 1 << 20).await.unwrap();
+        assert_eq!(
+            offsets_and_timestamps(&f.records)[..3],
+            [(0, 10), (1, 11), (2, 12)]
+        );
+        assert!(!cold.is_finished());
+        // The slow read answers in the end, with the records.
+        let f = cold.await.unwrap().unwrap();
+        assert_eq!(f.high_watermark, 3);
+        assert_eq!(offsets_and_timestamps(&f.records).len(), 3);
+        c.shutdown().await;
+    });
+}
+
+#[test]
+fn test_a_fetch_whose_limit_is_below_its_min_bytes_is_answered_once_its_limit_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t")).await.unwrap();
+        for i in 0..4 {
+            c.produce("t", 0, batch_bytes(1, i, 100), Acks::All)
+                .await
+                .unwrap();
+        }
+        let leader = c.metadata().partition("t", 0).unwrap().leader.unwrap();
+        let fetch = |offset| eddy_broker::messages::Fetch {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            // One batch of these (about 170 bytes), not two.
+            max_bytes: 300,
+            capped: false,
+            max_wait: Duration::from_secs(10),
+            min_bytes: 1 << 20,
+        };
+        // More is readable than the limit lets it take: waiting would bring no more.
+        let started = tokio::time::Instant::now();
+        let f: eddy_broker::messages::FetchReply = c.at(leader).request(fetch(0)).await.unwrap();
+        assert_eq!(offsets_and_timestamps(&f.records), [(0, 0)]);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // At the end of the log it waits for min_bytes, up to max_wait.
+        let started = tokio::time::Instant::now();
+        let f: eddy_broker::messages::FetchReply = c.at(leader).request(fetch(3)).await.unwrap();
+        assert_eq!(offsets_and_timestamps(&f.records), [(3, 3)]);
+        assert!(
+            started.elapsed() >= Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        c.shutdown().await;
+    });
+}

@@ -5,11 +5,12 @@ use std::future::Future;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use eddy_types::PartitionId;
@@ -256,6 +257,10 @@ struct Inner {
     /// partitions from where it stopped. The next call at the same time goes on from there
     /// rather than finding the due partitions again.
     retention_rest: Arc<RetentionRest>,
+    /// Fault injection ([`LogStore::slow_reads`]): milliseconds each read of records waits.
+    read_delay_ms: AtomicU64,
+    /// Reads that waited so far under [`LogStore::slow_reads`].
+    reads_slowed: AtomicU64,
 }
 
 type RetentionRest = Mutex<Option<(i64, Vec<PartitionId>)>>;
@@ -320,6 +325,8 @@ impl LogStore {
                     stats,
                     path: dir.to_path_buf(),
                     retention_rest: Arc::default(),
+                    read_delay_ms: AtomicU64::new(0),
+                    reads_slowed: AtomicU64::new(0),
                 }),
             });
         }
@@ -363,6 +370,8 @@ impl LogStore {
                 stats,
                 path: dir.to_path_buf(),
                 retention_rest: Arc::default(),
+                read_delay_ms: AtomicU64::new(0),
+                reads_slowed: AtomicU64::new(0),
             }),
         })
     }
@@ -492,6 +501,19 @@ impl LogStore {
     /// ([`LogError::DiskFull`]) and writes nothing; reads go on.
     pub fn fail_commits(&self, on: bool) {
         self.inner.ctx.failing.store(on, Ordering::Relaxed);
+    }
+
+    /// Fault injection for tests and drills: while `delay` is not zero, every read of records
+    /// ([`LogStore::read`] and the reads like it) first waits that long on its thread, as a
+    /// read from a slow disk does. Zero turns it off.
+    pub fn slow_reads(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.inner.read_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How many reads have started to wait under [`LogStore::slow_reads`].
+    pub fn slowed_reads(&self) -> u64 {
+        self.inner.reads_slowed.load(Ordering::Relaxed)
     }
 
     /// Appends batches a leader has already checked and stamped ([`Stamped`]): they are
@@ -739,6 +761,11 @@ impl LogStore {
         until: u64,
         first_whole: bool,
     ) -> Result<Fetched, LogError> {
+        let delay = self.inner.read_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            self.inner.reads_slowed.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let view = self.view()?;
         let txn = view.read_txn(&self.inner.ctx)?;
         let st = self.state(&view.dbs, &txn, partition)?;

@@ -257,6 +257,7 @@ impl Controller {
             config: self.config.clone(),
             producers: Default::default(),
             fetching_paused: Default::default(),
+            readers: Arc::new(tokio::sync::Semaphore::new(super::READERS_PER_BROKER)),
         });
         let addr = Broker::new(
             shared,

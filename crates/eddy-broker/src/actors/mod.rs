@@ -71,7 +71,15 @@ pub(crate) struct Shared {
     /// replica cut off from its leader while its broker stays alive). See
     /// `Cluster::set_replica_fetching`.
     pub(crate) fetching_paused: AtomicBool,
+    /// Consumer reads running off the actors' thread now ([`READERS_PER_BROKER`] at most).
+    pub(crate) readers: Arc<tokio::sync::Semaphore>,
 }
+
+/// Consumer reads of one broker that run at once, each on a blocking thread. A read of
+/// records no longer in the page cache waits for the disk (tens to hundreds of milliseconds
+/// for an answer of megabytes); on the actors' thread it would hold every actor of the
+/// cluster, appends and acknowledgements included.
+pub(crate) const READERS_PER_BROKER: usize = 4;
 
 /// Producer tables by partition, shared by a broker's partition actors (all on one thread;
 /// the lock is never held across an await).

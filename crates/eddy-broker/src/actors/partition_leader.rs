@@ -92,6 +92,8 @@ pub(crate) struct PartitionLeader {
     parked: Vec<Parked>,
     /// The id of the next consumer fetch parked.
     next_park_id: u64,
+    /// Consumer reads running on a blocking thread, not answered yet.
+    reading: usize,
     /// Appends submitted to the log and not answered yet.
     inflight: usize,
     /// Offset the next appended record gets: the log end plus the queued appends.
@@ -204,6 +206,7 @@ impl PartitionLeader {
             waiting: VecDeque::new(),
             parked: Vec::new(),
             next_park_id: 0,
+            reading: 0,
             inflight: 0,
             next_offset: offsets.log_end,
             unflushed: VecDeque::new(),
@@ -308,7 +311,7 @@ impl PartitionLeader {
                 } => {
                     let done = expire && t >= deadline;
                     match self.read_for_consumer(&msg) {
-                        Ok(r) if r.records.len() >= msg.min_bytes.max(1) || done => {
+                        Ok(r) if satisfied(&msg, &r) || done => {
                             let _ = tx.send(Ok(r));
                         }
                         Ok(_) => self.parked.push(Parked::Consumer {
@@ -353,21 +356,80 @@ impl PartitionLeader {
         }
     }
 
+    /// Reads on the actor's thread: only for fetches parked at the end of the log, whose
+    /// records are the newest (in the page cache).
     fn read_for_consumer(&self, msg: &Fetch) -> Result<FetchReply, BrokerError> {
-        let hw = self.repl.high_watermark();
-        let log = &self.shared.log;
-        let f = if msg.capped {
-            log.read_capped(self.pid, msg.offset, msg.max_bytes, hw)?
-        } else {
-            log.read_until(self.pid, msg.offset, msg.max_bytes, hw)?
+        read_records(
+            &self.shared.log,
+            self.pid,
+            msg,
+            self.repl.high_watermark(),
+            self.repl.log_end(),
+        )
+    }
+
+    /// A fetch's first read, on a blocking thread (at most [`super::READERS_PER_BROKER`] of a broker
+    /// at once): it may be of records long evicted from the page cache, and a read from the
+    /// disk must not hold the actors' thread. Below the high watermark nothing changes but
+    /// the log start (retention, DeleteRecords), which the read checks in its own
+    /// transaction.
+    fn read_off_thread(
+        &self,
+        msg: &Fetch,
+    ) -> impl std::future::Future<Output = Result<FetchReply, BrokerError>> + 'static {
+        let log = self.shared.log.clone();
+        let readers = self.shared.readers.clone();
+        let (pid, hw, log_end) = (self.pid, self.repl.high_watermark(), self.repl.log_end());
+        let msg = msg.clone();
+        async move {
+            let _permit = readers
+                .acquire_owned()
+                .await
+                .map_err(|e| BrokerError::Stopped(e.to_string()))?;
+            tokio::task::spawn_blocking(move || read_records(&log, pid, &msg, hw, log_end))
+                .await
+                .map_err(|e| BrokerError::Stopped(format!("read thread: {e}")))?
+        }
+    }
+
+    /// A fetch's first read came back: answer it, or park it until records arrive.
+    fn first_read_done(
+        &mut self,
+        msg: Fetch,
+        tx: Reply<FetchReply>,
+        read: Result<FetchReply, BrokerError>,
+        deadline: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        let read = match read {
+            // Records were committed while it read: they are the newest, read them here.
+            Ok(r) if !satisfied(&msg, &r) && r.high_watermark != self.repl.high_watermark() => {
+                self.read_for_consumer(&msg)
+            }
+            other => other,
         };
-        Ok(FetchReply {
-            next_offset: f.next_offset,
-            records: f.records,
-            high_watermark: hw,
-            log_start: f.offsets.log_start,
-            log_end: self.repl.log_end(),
-        })
+        match read {
+            Ok(r) if satisfied(&msg, &r) || msg.max_wait.is_zero() => {
+                let _ = tx.send(Ok(r));
+            }
+            Ok(_) => {
+                let id = self.next_park_id;
+                self.next_park_id += 1;
+                // Its own timer: the tick comes only every 100 ms, and clients ask for
+                // waits of a few ms (librdkafka's consumers in `eddy bench`: 10 ms).
+                let wait = deadline.saturating_duration_since(now());
+                ctx.run_later(wait, move |act, _| act.wait_ended(id));
+                self.parked.push(Parked::Consumer {
+                    msg,
+                    tx,
+                    deadline,
+                    id,
+                });
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
     }
 
     /// What a follower at `msg.fetch_offset` gets: stored batches below the log end this
@@ -633,6 +695,7 @@ impl PartitionLeader {
             && self.failure.is_none()
             && self.waiting.is_empty()
             && self.parked.is_empty()
+            && self.reading == 0
             && !self.repl.isr_change_pending()
         {
             self.checkpoint(true);
@@ -659,6 +722,36 @@ impl PartitionLeader {
 }
 
 /// Counts a refused produce by its error's kind.
+/// Reads `msg`'s records below the high watermark `hw`.
+fn read_records(
+    log: &eddy_log::LogStore,
+    pid: PartitionId,
+    msg: &Fetch,
+    hw: u64,
+    log_end: u64,
+) -> Result<FetchReply, BrokerError> {
+    let f = if msg.capped {
+        log.read_capped(pid, msg.offset, msg.max_bytes, hw)?
+    } else {
+        log.read_until(pid, msg.offset, msg.max_bytes, hw)?
+    };
+    Ok(FetchReply {
+        next_offset: f.next_offset,
+        records: f.records,
+        high_watermark: hw,
+        log_start: f.offsets.log_start,
+        log_end,
+    })
+}
+
+/// Whether a read answers its fetch now: `min_bytes` of records, or as many as the fetch's
+/// limit let it take while more are readable (waiting would bring no more; it would only
+/// read the same again on every append).
+fn satisfied(msg: &Fetch, r: &FetchReply) -> bool {
+    r.records.len() >= msg.min_bytes.max(1)
+        || (!r.records.is_empty() && r.next_offset < r.high_watermark)
+}
+
 fn count_refusal(topic: &TopicName, e: &impl eddy_types::ClassifyError) {
     metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic.to_string(), "error" => format!("{:?}", e.kind())).increment(1);
 }
@@ -863,28 +956,13 @@ impl Handler<Fetch> for PartitionLeader {
         let fetch_metrics = self.fetch_metrics.clone();
         let started = Instant::now();
         let (tx, rx) = oneshot::channel();
-        match self.read_for_consumer(&msg) {
-            Ok(r) if r.records.len() >= msg.min_bytes.max(1) || msg.max_wait.is_zero() => {
-                let _ = tx.send(Ok(r));
-            }
-            Ok(_) => {
-                let deadline = now() + msg.max_wait;
-                let id = self.next_park_id;
-                self.next_park_id += 1;
-                // Its own timer: the tick comes only every 100 ms, and clients ask for
-                // waits of a few ms (librdkafka's consumers in `eddy bench`: 10 ms).
-                ctx.run_later(msg.max_wait, move |act, _| act.wait_ended(id));
-                self.parked.push(Parked::Consumer {
-                    msg,
-                    tx,
-                    deadline,
-                    id,
-                });
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e));
-            }
-        }
+        let deadline = now() + msg.max_wait;
+        self.reading += 1;
+        let read = self.read_off_thread(&msg);
+        ctx.spawn(read.into_actor(self).map(move |read, act, ctx| {
+            act.reading -= 1;
+            act.first_read_done(msg, tx, read, deadline, ctx);
+        }));
         Box::pin(async move {
             let reply = rx
                 .await
