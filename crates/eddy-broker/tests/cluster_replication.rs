@@ -523,3 +523,53 @@ fn test_delete_records_moves_the_log_start_on_the_leader_and_its_followers() {
         c.shutdown().await;
     });
 }
+
+#[test]
+fn test_a_follower_catching_up_reads_off_the_actors_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start(dir.path()).await;
+        c.create_topic(NewTopic::new("t")).await.unwrap();
+        c.create_topic(NewTopic::new("other")).await.unwrap();
+        c.produce("other", 0, batch_bytes(1, 1, 8), Acks::All)
+            .await
+            .unwrap();
+        let p = c.metadata().partition("t", 0).unwrap().clone();
+        let leader = p.leader.unwrap();
+        let behind = *p.replicas.iter().find(|b| **b != leader).unwrap();
+        c.stop_broker(behind).await.unwrap();
+        for i in 0..3 {
+            c.produce("t", 0, batch_bytes(2, 10 * i, 8), Acks::Leader)
+                .await
+                .unwrap();
+        }
+        // The follower comes back far behind; its leader's reads are slow, as from a disk.
+        let log = c.replica_log(leader).unwrap();
+        log.slow_reads(Duration::from_millis(1500));
+        c.start_broker(behind).await.unwrap();
+        // An append wakes the followers (no timer here: paused time does not move while a
+        // blocking thread runs).
+        c.produce("t", 0, batch_bytes(1, 90, 8), Acks::Leader)
+            .await
+            .unwrap();
+        while log.slowed_reads() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // While the leader reads for it, the actors go on.
+        c.produce("other", 0, batch_bytes(1, 2, 8), Acks::Leader)
+            .await
+            .unwrap();
+        let pid = c.metadata().partition("t", 0).unwrap().id;
+        let follower_log = c.replica_log(behind).unwrap();
+        assert_eq!(
+            follower_log.offsets(pid).unwrap().log_end,
+            0,
+            "the follower's read held the actors' thread"
+        );
+        log.slow_reads(Duration::ZERO);
+        // It catches up in the end.
+        settle(Duration::from_secs(2)).await;
+        assert_eq!(replica_contents(&c, behind.0, "t", 0).len(), 7);
+        c.shutdown().await;
+    });
+}

@@ -377,16 +377,43 @@ impl PartitionLeader {
         &self,
         msg: &Fetch,
     ) -> impl std::future::Future<Output = Result<FetchReply, BrokerError>> + 'static {
-        let log = self.shared.log.clone();
-        let readers = self.shared.readers.clone();
         let (pid, hw, log_end) = (self.pid, self.repl.high_watermark(), self.repl.log_end());
         let msg = msg.clone();
+        self.off_thread(move |log| read_records(log, pid, &msg, hw, log_end))
+    }
+
+    /// A follower's read of batches the leader has committed (a follower catching up after
+    /// a restart reads far behind the end), on a blocking thread like a consumer's.
+    fn replica_read_off_thread(
+        &self,
+        msg: &ReplicateFrom,
+    ) -> impl std::future::Future<Output = Result<ReplicaFetchReply, BrokerError>> + 'static {
+        let (pid, hw, durable) = (self.pid, self.repl.high_watermark(), self.repl.log_end());
+        let (from, max_bytes) = (msg.fetch_offset, msg.max_bytes);
+        self.off_thread(move |log| {
+            let f = log.read(pid, from, max_bytes)?;
+            Ok(ReplicaFetchReply {
+                records: f.records,
+                high_watermark: hw,
+                log_start: f.offsets.log_start,
+                log_end: durable,
+            })
+        })
+    }
+
+    /// Runs `read` on a blocking thread, once one of the broker's reader permits is free.
+    fn off_thread<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&eddy_log::LogStore) -> Result<T, BrokerError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, BrokerError>> + 'static {
+        let log = self.shared.log.clone();
+        let readers = self.shared.readers.clone();
         async move {
             let _permit = readers
                 .acquire_owned()
                 .await
                 .map_err(|e| BrokerError::Stopped(e.to_string()))?;
-            tokio::task::spawn_blocking(move || read_records(&log, pid, &msg, hw, log_end))
+            tokio::task::spawn_blocking(move || read(&log))
                 .await
                 .map_err(|e| BrokerError::Stopped(format!("read thread: {e}")))?
         }
@@ -1017,6 +1044,16 @@ impl Handler<ReplicateFrom> for PartitionLeader {
         }
         if let Some(isr) = expand {
             self.propose_isr(isr, ctx);
+        }
+        if msg.fetch_offset < self.repl.log_end() {
+            // Behind the leader's committed log: read there, off the actors' thread.
+            self.reading += 1;
+            let read = self.replica_read_off_thread(&msg);
+            ctx.spawn(read.into_actor(self).map(move |read, act, _| {
+                act.reading -= 1;
+                let _ = tx.send(read);
+            }));
+            return Box::pin(answer);
         }
         match self.read_for_replica(&msg) {
             Ok(r) if !r.records.is_empty() || msg.max_wait.is_zero() => {
