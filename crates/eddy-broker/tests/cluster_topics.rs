@@ -287,7 +287,7 @@ fn test_retention_removes_expired_batches_on_every_replica() {
 }
 
 #[test]
-fn test_a_slow_read_holds_neither_appends_nor_other_fetches() {
+fn test_a_slow_read_or_lookup_by_time_holds_neither_appends_nor_other_fetches() {
     let dir = tempfile::tempdir().unwrap();
     paused(async {
         let c = start(dir.path()).await;
@@ -333,6 +333,26 @@ fn test_a_slow_read_holds_neither_appends_nor_other_fetches() {
         let f = cold.await.unwrap().unwrap();
         assert_eq!(f.high_watermark, 3);
         assert_eq!(offsets_and_timestamps(&f.records).len(), 3);
+
+        // A lookup by time walks the log too, off the actors' thread as well.
+        log.slow_reads(Duration::from_millis(1500));
+        let slowed = log.slowed_reads();
+        let by_time = {
+            let c = c.clone();
+            actix_rt::spawn(async move { c.list_offsets("cold", 0, Some(1)).await })
+        };
+        while log.slowed_reads() == slowed {
+            tokio::task::yield_now().await;
+        }
+        c.produce("hot", 0, batch_bytes(1, 30, 8), Acks::Leader)
+            .await
+            .unwrap();
+        assert!(
+            !by_time.is_finished(),
+            "the append waited for the lookup by time"
+        );
+        let o = by_time.await.unwrap().unwrap();
+        assert_eq!(o.by_timestamp, Some((1, 1)));
         c.shutdown().await;
     });
 }

@@ -504,11 +504,21 @@ impl LogStore {
     }
 
     /// Fault injection for tests and drills: while `delay` is not zero, every read of records
-    /// ([`LogStore::read`] and the reads like it) first waits that long on its thread, as a
-    /// read from a slow disk does. Zero turns it off.
+    /// ([`LogStore::read`] and the reads like it, [`LogStore::batch_headers`],
+    /// [`LogStore::offset_for_timestamp`]) first waits that long on its thread, as a read
+    /// from a slow disk does. Zero turns it off.
     pub fn slow_reads(&self, delay: Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.inner.read_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The wait of [`LogStore::slow_reads`], if on.
+    fn slow_read(&self) {
+        let delay = self.inner.read_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            self.inner.reads_slowed.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(delay));
+        }
     }
 
     /// How many reads have started to wait under [`LogStore::slow_reads`].
@@ -761,11 +771,7 @@ impl LogStore {
         until: u64,
         first_whole: bool,
     ) -> Result<Fetched, LogError> {
-        let delay = self.inner.read_delay_ms.load(Ordering::Relaxed);
-        if delay > 0 {
-            self.inner.reads_slowed.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(delay));
-        }
+        self.slow_read();
         let view = self.view()?;
         let txn = view.read_txn(&self.inner.ctx)?;
         let st = self.state(&view.dbs, &txn, partition)?;
@@ -919,6 +925,39 @@ impl LogStore {
             .end_offset_for_epoch(epoch))
     }
 
+    /// The headers of the partition's batches from the one holding `from` to the log end, in
+    /// order. Only each batch's first page is read (a batch of a megabyte is one page here,
+    /// not a megabyte): what rebuilding an idempotent producer's state after a restart needs.
+    pub fn batch_headers(
+        &self,
+        partition: PartitionId,
+        from: u64,
+    ) -> Result<Vec<BatchHeader>, LogError> {
+        self.slow_read();
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        let st = self.state(&view.dbs, &txn, partition)?;
+        let (dbs, ctx) = (&view.dbs, &self.inner.ctx);
+        let from = from.max(st.log_start);
+        if from >= st.log_end {
+            return Ok(Vec::new());
+        }
+        let start = batch_containing(&txn, dbs, ctx, partition, from)?.unwrap_or(from);
+        let (lo, hi) = partition_range(partition, start);
+        let iter = dbs
+            .log
+            .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
+            .map_err(|e| ctx.heed(e))?;
+        let mut out = Vec::new();
+        for kv in iter {
+            let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+            if let Some((_, 0)) = log_key_parts(k, partition) {
+                out.push(BatchHeader::parse(v)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The first record whose timestamp is at least `timestamp`, as `(offset, timestamp)`, or
     /// `None` if every record is older (Kafka's ListOffsets by time).
     ///
@@ -929,6 +968,7 @@ impl LogStore {
         partition: PartitionId,
         timestamp: i64,
     ) -> Result<Option<(u64, i64)>, LogError> {
+        self.slow_read();
         let view = self.view()?;
         let txn = view.read_txn(&self.inner.ctx)?;
         let st = self.state(&view.dbs, &txn, partition)?;
@@ -1134,5 +1174,41 @@ mod tests {
         assert_eq!(log.offset_for_timestamp(old, 0).unwrap(), Some((0, 0)));
         assert_eq!(log.truncate_to(old, 1).wait().unwrap(), 1);
         assert_eq!(log.read(old, 0, usize::MAX).unwrap().records, first);
+    }
+
+    #[test]
+    fn test_batch_headers_start_at_the_batch_holding_the_offset_and_skip_the_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+        let p = PartitionId(7);
+        log.create_partitions(vec![(p, PartitionConfig::default())])
+            .wait()
+            .unwrap();
+        let leader = AppendMode::Leader { leader_epoch: 0 };
+        // Offsets 0-2, 3 (a batch stored in pieces), 4-5.
+        for (count, len) in [(3, 10), (1, 3 * log.view().unwrap().dbs.piece), (2, 10)] {
+            log.append_one(p, batch_bytes(count, 0, len), leader)
+                .wait()
+                .unwrap();
+        }
+        let bases = |from| -> Vec<(i64, i32)> {
+            log.batch_headers(p, from)
+                .unwrap()
+                .iter()
+                .map(|h| (h.base_offset, h.last_offset_delta))
+                .collect()
+        };
+        assert_eq!(bases(0), [(0, 2), (3, 0), (4, 1)]);
+        assert_eq!(
+            bases(1),
+            [(0, 2), (3, 0), (4, 1)],
+            "the batch holding offset 1"
+        );
+        assert_eq!(bases(3), [(3, 0), (4, 1)]);
+        assert_eq!(bases(5), [(4, 1)]);
+        assert_eq!(bases(6), []);
+        // Nothing before the log start.
+        log.delete_records_before(p, 3).wait().unwrap();
+        assert_eq!(bases(0), [(3, 0), (4, 1)]);
     }
 }

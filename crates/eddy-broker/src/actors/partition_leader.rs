@@ -1120,27 +1120,30 @@ impl Handler<DeleteRecords> for PartitionLeader {
 }
 
 impl Handler<ListOffsets> for PartitionLeader {
-    type Result = Result<OffsetsReply, BrokerError>;
+    type Result = ResponseFuture<Result<OffsetsReply, BrokerError>>;
 
     fn handle(&mut self, msg: ListOffsets, _ctx: &mut Context<Self>) -> Self::Result {
         self.touch();
-        let o = self.shared.log.offsets(self.pid)?;
-        let hw = self.repl.high_watermark();
-        let by_timestamp = match msg.timestamp {
-            Some(ts) => self
-                .shared
-                .log
-                .offset_for_timestamp(self.pid, ts)?
-                .filter(|(off, _)| *off < hw),
-            None => None,
-        };
-        Ok(OffsetsReply {
-            log_start: o.log_start,
+        let (hw, log_end, leader_epoch) =
+            (self.repl.high_watermark(), self.repl.log_end(), self.epoch);
+        let reply = move |log_start, by_timestamp: Option<(u64, i64)>| OffsetsReply {
+            log_start,
             high_watermark: hw,
-            log_end: self.repl.log_end(),
-            by_timestamp,
-            leader_epoch: self.epoch,
-        })
+            log_end,
+            by_timestamp: by_timestamp.filter(|(off, _)| *off < hw),
+            leader_epoch,
+        };
+        let Some(ts) = msg.timestamp else {
+            let answer = self.shared.log.offsets(self.pid).map_err(BrokerError::from);
+            return Box::pin(std::future::ready(answer.map(|o| reply(o.log_start, None))));
+        };
+        // A lookup by time walks the batch headers from the log start: a page each, maybe
+        // from the disk. Off the actors' thread, like a fetch's first read.
+        let pid = self.pid;
+        Box::pin(self.off_thread(move |log| {
+            let log_start = log.offsets(pid)?.log_start;
+            Ok(reply(log_start, log.offset_for_timestamp(pid, ts)?))
+        }))
     }
 }
 
