@@ -65,6 +65,9 @@ pub const OFFLINE_PARTITIONS: &str = "eddy_offline_partitions";
 pub const PARTITION_ACTORS: &str = "eddy_partition_actors";
 /// Brokers of the cluster that are up.
 pub const BROKERS_ALIVE: &str = "eddy_brokers_alive";
+/// How late a 20 ms timer on the brokers' actor thread fired: how long one piece of work
+/// (a read, a decode) held every actor of the cluster.
+pub const ACTOR_THREAD_LAG: &str = "eddy_actor_thread_lag_seconds";
 /// Duration of each LMDB write transaction of a broker's log (apply and commit, fsync
 /// included in `sync` mode; up to 4,096 commits per reporting interval). Labels: `broker`.
 pub const LOG_COMMIT_LATENCY: &str = "eddy_log_commit_seconds";
@@ -353,6 +356,12 @@ pub const ALL: &[Metric] = &[
         Kind::Gauge,
         Unit::Count,
         "brokers of the cluster that are up",
+    ),
+    m(
+        ACTOR_THREAD_LAG,
+        Kind::Histogram,
+        Unit::Seconds,
+        "how late a 20 ms timer on the brokers' actor thread fired",
     ),
     m(
         LOG_COMMIT_LATENCY,

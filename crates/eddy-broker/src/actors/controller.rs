@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use eddy_log::{LogStore, PartitionConfig};
@@ -420,6 +420,9 @@ impl Controller {
     }
 }
 
+/// The period of the timer that measures the actors' thread's lag.
+const LAG_PROBE: Duration = Duration::from_millis(20);
+
 impl Actor for Controller {
     type Context = Context<Self>;
 
@@ -453,6 +456,15 @@ impl Actor for Controller {
         }));
         let interval = self.config.broker_heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| act.tick(ctx));
+        // The actors' thread's lag: how late a short timer fires is how long the thread was
+        // held by something else meanwhile.
+        let lag = metrics::histogram!(eddy_metrics::ACTOR_THREAD_LAG);
+        let mut due = tokio::time::Instant::now() + LAG_PROBE;
+        ctx.run_interval(LAG_PROBE, move |_, _| {
+            let t = tokio::time::Instant::now();
+            lag.record(t.saturating_duration_since(due).as_secs_f64());
+            due = t + LAG_PROBE;
+        });
         info!(cluster = %self.config.name, brokers = self.config.brokers, topics = self.metadata.topics.len(), "cluster started");
     }
 }
