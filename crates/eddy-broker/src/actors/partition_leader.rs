@@ -92,7 +92,7 @@ pub(crate) struct PartitionLeader {
     parked: Vec<Parked>,
     /// The id of the next consumer fetch parked.
     next_park_id: u64,
-    /// Consumer reads running on a blocking thread, not answered yet.
+    /// Reads (consumers' and followers') running on a blocking thread, not answered yet.
     reading: usize,
     /// Appends submitted to the log and not answered yet.
     inflight: usize,
@@ -368,11 +368,11 @@ impl PartitionLeader {
         )
     }
 
-    /// A fetch's first read, on a blocking thread (at most [`super::READERS_PER_BROKER`] of a broker
-    /// at once): it may be of records long evicted from the page cache, and a read from the
-    /// disk must not hold the actors' thread. Below the high watermark nothing changes but
-    /// the log start (retention, DeleteRecords), which the read checks in its own
-    /// transaction.
+    /// A fetch's first read, on a blocking thread (at most [`super::READERS_PER_BROKER`] of
+    /// a broker at once): it may be of records long evicted from the page cache, and a read
+    /// from the disk must not hold the actors' thread. Below the high watermark nothing
+    /// changes but the log start (retention, DeleteRecords), which the read checks in its
+    /// own transaction.
     fn read_off_thread(
         &self,
         msg: &Fetch,
@@ -748,7 +748,6 @@ impl PartitionLeader {
     }
 }
 
-/// Counts a refused produce by its error's kind.
 /// Reads `msg`'s records below the high watermark `hw`.
 fn read_records(
     log: &eddy_log::LogStore,
@@ -779,6 +778,7 @@ fn satisfied(msg: &Fetch, r: &FetchReply) -> bool {
         || (!r.records.is_empty() && r.next_offset < r.high_watermark)
 }
 
+/// Counts a refused produce by its error's kind.
 fn count_refusal(topic: &TopicName, e: &impl eddy_types::ClassifyError) {
     metrics::counter!(eddy_metrics::PRODUCE_ERRORS, "topic" => topic.to_string(), "error" => format!("{:?}", e.kind())).increment(1);
 }
