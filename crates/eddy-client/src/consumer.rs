@@ -346,7 +346,31 @@ pub struct Consumer {
     next_auto_commit: Instant,
     heartbeat_started: bool,
     group_label: String,
+    /// Fetches sent and not answered yet, kept from one poll to the next (as Kafka's
+    /// consumer keeps its fetches in flight): a poll returns as soon as one partition brings
+    /// records, and the others' reads, running on the brokers' reader threads, are not
+    /// thrown away and sent again.
+    inflight: FuturesUnordered<InFlightFetch>,
+    /// The partitions in `inflight`: one fetch at a time each.
+    fetching: BTreeSet<TopicPartition>,
+    /// Counts `fetch` calls, to tell a call's own fetches from those kept from earlier ones.
+    fetch_round: u64,
 }
+
+/// A fetch in flight: the `fetch` call that sent it, its partition, the offset it asked
+/// for, and its answer.
+type InFlightFetch = Pin<
+    Box<
+        dyn Future<
+                Output = (
+                    u64,
+                    TopicPartition,
+                    u64,
+                    Result<eddy_broker::messages::FetchReply, BrokerError>,
+                ),
+            > + Send,
+    >,
+>;
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -391,6 +415,9 @@ impl Consumer {
             listener: None,
             heartbeat_started: false,
             group_label,
+            inflight: FuturesUnordered::new(),
+            fetching: BTreeSet::new(),
+            fetch_round: 0,
         })
     }
 
@@ -957,61 +984,68 @@ impl Consumer {
         out
     }
 
-    /// Long-polls every fetchable partition's leader at once; returns when one brings
-    /// records (taking what the others have ready too), at `wait`, or when a rebalance
-    /// starts.
+    /// Long-polls every fetchable partition's leader at once (those without a fetch in
+    /// flight already); returns when one brings records (taking what the others have ready
+    /// too, and keeping the rest in flight), at `wait`, or when a rebalance starts.
     async fn fetch(&mut self, wait: Duration) -> Result<(), ClientError> {
         let targets: Vec<(TopicPartition, u64)> = self
             .partitions
             .iter()
-            .filter(|(_, s)| !s.paused && s.buffered.is_empty() && s.position.is_some())
+            .filter(|(tp, s)| {
+                !s.paused
+                    && s.buffered.is_empty()
+                    && s.position.is_some()
+                    && !self.fetching.contains(*tp)
+            })
             .map(|(tp, s)| (tp.clone(), s.fetch_next))
             .collect();
-        if targets.is_empty() {
+        if targets.is_empty() && self.inflight.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.shared.wake.notified() => {}
             }
             return Ok(());
         }
+        self.fetch_round = self.fetch_round.wrapping_add(1);
+        let round = self.fetch_round;
+        // This call's own fetches: it waits for them (each long-polls up to `wait`), and
+        // for the ones kept from earlier calls only until `wait` is over.
+        let mut mine = targets.len();
         let max_bytes = self.config.max_partition_fetch_bytes;
-        let mut pending: FuturesUnordered<_> = targets
-            .into_iter()
-            .map(|(tp, offset)| {
-                let cluster = self.cluster.clone();
-                async move {
-                    let r = cluster
-                        .fetch_wait(&tp.0, tp.1, offset, max_bytes, wait)
-                        .await;
-                    (tp, offset, r)
-                }
-            })
-            .collect();
+        for (tp, offset) in targets {
+            let cluster = self.cluster.clone();
+            self.fetching.insert(tp.clone());
+            self.inflight.push(Box::pin(async move {
+                let r = cluster
+                    .fetch_wait(&tp.0, tp.1, offset, max_bytes, wait)
+                    .await;
+                (round, tp, offset, r)
+            }));
+        }
         let shared = self.shared.clone();
         let woken = shared.wake.notified();
         tokio::pin!(woken);
         let until = Instant::now() + wait;
-        let mut got_records = false;
         loop {
-            let next = tokio::select! {
-                next = pending.next() => next,
+            let (r, tp, offset, result) = tokio::select! {
+                biased;
+                Some(next) = self.inflight.next() => next,
                 _ = &mut woken => break,
+                // Every fetch of this call answered without records (errors, resets, or
+                // none sent): wait out the rest rather than spin.
+                _ = tokio::time::sleep_until(until), if mine == 0 => break,
             };
-            let Some((tp, offset, result)) = next else {
-                // Every fetch answered early without records (errors, resets): wait out the
-                // rest rather than spin.
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => {}
-                    _ = &mut woken => {}
-                }
-                break;
-            };
-            got_records |= self.take_fetched(tp, offset, result).await?;
-            if got_records {
-                // Take whatever else is already answered, without waiting.
-                while let Some(Some((tp, offset, result))) =
-                    futures_util::FutureExt::now_or_never(pending.next())
+            self.fetching.remove(&tp);
+            if r == round {
+                mine -= 1;
+            }
+            if self.take_fetched(tp, offset, result).await? {
+                // Take whatever else is already answered, without waiting; the rest stay
+                // in flight for the next call.
+                while let Some(Some((_, tp, offset, result))) =
+                    futures_util::FutureExt::now_or_never(self.inflight.next())
                 {
+                    self.fetching.remove(&tp);
                     self.take_fetched(tp, offset, result).await?;
                 }
                 break;

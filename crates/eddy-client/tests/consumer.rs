@@ -622,3 +622,42 @@ fn test_a_member_that_stops_polling_leaves_and_its_late_commit_fails() {
         c.shutdown().await;
     });
 }
+
+#[test]
+fn test_a_poll_that_returns_early_keeps_the_other_fetches_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    paused(async {
+        let c = start_with_topic(dir.path(), "t", 3).await;
+        let values: Vec<String> = (0..5).map(|i| format!("v{i}")).collect();
+        for p in 0..3 {
+            produce(&c, "t", p, &values).await;
+        }
+        // One partition's leader reads slowly, as from a cold disk.
+        let leader = c.metadata().partition("t", 2).unwrap().leader.unwrap();
+        let others: BTreeSet<_> = (0..2)
+            .map(|p| c.metadata().partition("t", p).unwrap().leader.unwrap())
+            .collect();
+        assert!(!others.contains(&leader), "partitions spread over brokers");
+        let slow = c.replica_log(leader).unwrap();
+        slow.slow_reads(Duration::from_millis(300));
+
+        let mut consumer = Consumer::new(
+            &c,
+            ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest),
+        )
+        .unwrap();
+        consumer
+            .assign((0..3).map(|p| ("t".to_string(), p)))
+            .unwrap();
+        let got = poll_n(&mut consumer, 15, Duration::from_secs(10)).await;
+        let mut per_partition = BTreeMap::new();
+        for r in &got {
+            *per_partition.entry(r.partition).or_insert(0) += 1;
+        }
+        assert_eq!(per_partition, BTreeMap::from([(0, 5), (1, 5), (2, 5)]));
+        // The first poll returned with the fast partitions' records; the slow read went on,
+        // and a later poll took its answer rather than read it again.
+        assert_eq!(slow.slowed_reads(), 1, "the slow partition was read twice");
+        c.shutdown().await;
+    });
+}
