@@ -229,6 +229,12 @@ pub(crate) struct Refresh;
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
 
+/// Stop once nothing is in flight: a follower whose broker is about to lead its partition,
+/// so that no append of it lands under the new leader.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopWhenIdle;
+
 /// A partition actor found itself idle after handling `received` messages from its broker.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]

@@ -25,7 +25,7 @@ use crate::messages::{
     GroupReply, GroupRequest, Heartbeat, LeaderEpochEnd, ListGroups, ListOffsets, ObserveBroker,
     ObserveLeader, ObservePartition, OffsetsReply, PartitionIdle, PartitionStopped,
     PartitionsChanged, PartitionsDeleted, Produce, ProduceReply, Refresh, ReplicaFetchReply,
-    ReplicateFrom, Role, SetReplicaFetching, Shutdown,
+    ReplicateFrom, Role, SetReplicaFetching, Shutdown, StopWhenIdle,
 };
 use crate::offsets::{partition_for_group, OFFSETS_TOPIC};
 
@@ -121,6 +121,17 @@ impl Broker {
             // A leader of an older epoch that has not seen the change yet.
             r.addr.do_send(Shutdown);
             self.leaders.remove(&p.id);
+        }
+        if let Some(f) = self.followers.get_mut(&p.id) {
+            // This broker followed the partition until now: a fetch or an append of its
+            // follower may still be in flight, and must land or be dropped before a leader
+            // takes the log from its end. The client tries again (as after any election).
+            f.sent += 1;
+            f.addr.do_send(StopWhenIdle);
+            return Err(BrokerError::LeaderNotAvailable {
+                topic: t.name.clone(),
+                partition: index,
+            });
         }
         self.next_generation += 1;
         let generation = self.next_generation;

@@ -20,7 +20,7 @@ use super::{headers, now, HwCheckpoint, Shared};
 use crate::error::BrokerError;
 use crate::messages::{
     EpochEndReply, LeaderEpochEnd, PartitionIdle, PartitionStopped, Refresh, ReplicaFetchReply,
-    ReplicateFrom, Role, Shutdown,
+    ReplicateFrom, Role, Shutdown, StopWhenIdle,
 };
 use crate::metadata::PartitionMeta;
 use crate::producers::BatchIdentity;
@@ -49,6 +49,10 @@ pub(crate) struct PartitionFollower {
     checkpoint: HwCheckpoint,
     /// The last replica append failed on the storage; told to the leader with each fetch.
     storage_failed: bool,
+    /// Asked to stop ([`StopWhenIdle`]) while a request or a write was in flight: it stops
+    /// once that is done, so that no append of it lands after it is gone (its broker is
+    /// about to lead the partition, from the log end it sees then).
+    stopping: bool,
 }
 
 impl PartitionFollower {
@@ -75,6 +79,7 @@ impl PartitionFollower {
             idle_reported: false,
             checkpoint: HwCheckpoint::new(0),
             storage_failed: false,
+            stopping: false,
         }
     }
 
@@ -93,6 +98,12 @@ impl PartitionFollower {
 
     /// Decides the next move from the published metadata.
     fn step(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            if !self.busy {
+                self.stop(ctx);
+            }
+            return;
+        }
         if self.busy || self.idle_reported {
             return;
         }
@@ -221,7 +232,7 @@ impl PartitionFollower {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.busy = false;
             match res.map_err(BrokerError::from).and_then(|r| r) {
-                Ok(reply) => act.fetched(reply, ctx),
+                Ok(reply) => act.fetched(reply, leader_epoch, ctx),
                 Err(BrokerError::FencedLeaderEpoch { .. })
                 | Err(BrokerError::NotLeader { .. })
                 | Err(BrokerError::LeaderNotAvailable { .. }) => {
@@ -237,7 +248,20 @@ impl PartitionFollower {
         }));
     }
 
-    fn fetched(&mut self, reply: ReplicaFetchReply, ctx: &mut Context<Self>) {
+    fn fetched(&mut self, reply: ReplicaFetchReply, leader_epoch: i32, ctx: &mut Context<Self>) {
+        // An answer from before a leader change is not appended: under the new epoch this
+        // replica first cuts what the new leader lacks (or, now the leader, stops).
+        let meta = self.shared.view.snapshot();
+        let current = meta
+            .partition(self.topic.as_str(), self.index)
+            .is_ok_and(|p| {
+                p.id == self.pid
+                    && p.leader_epoch == leader_epoch
+                    && p.leader != Some(self.shared.id)
+            });
+        if self.stopping || !current {
+            return self.step(ctx);
+        }
         let t = now();
         self.follow_log_start(reply.log_start);
         if reply.records.is_empty() {
@@ -384,5 +408,18 @@ impl Handler<Shutdown> for PartitionFollower {
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
         self.received += 1;
         self.stop(ctx);
+    }
+}
+
+impl Handler<StopWhenIdle> for PartitionFollower {
+    type Result = ();
+
+    fn handle(&mut self, _msg: StopWhenIdle, ctx: &mut Context<Self>) {
+        self.received += 1;
+        if self.busy {
+            self.stopping = true;
+        } else {
+            self.stop(ctx);
+        }
     }
 }
