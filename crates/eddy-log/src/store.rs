@@ -943,19 +943,10 @@ impl LogStore {
             return Ok(Vec::new());
         }
         let start = batch_containing(&txn, dbs, ctx, partition, from)?.unwrap_or(from);
-        let (lo, hi) = partition_range(partition, start);
-        let iter = dbs
-            .log
-            .range(&txn, &(Bound::Included(&lo[..]), Bound::Included(&hi[..])))
-            .map_err(|e| ctx.heed(e))?;
-        let mut out = Vec::new();
-        for kv in iter {
-            let (k, v) = kv.map_err(|e| ctx.heed(e))?;
-            if let Some((_, 0)) = log_key_parts(k, partition) {
-                out.push(BatchHeader::parse(v)?);
-            }
-        }
-        Ok(out)
+        let headers = writer::batch_summaries(&txn, dbs, ctx, partition, start)?
+            .map(|entry| entry.map(|(_, header, _)| header))
+            .collect();
+        headers
     }
 
     /// The first record whose timestamp is at least `timestamp`, as `(offset, timestamp)`, or

@@ -919,7 +919,7 @@ pub(crate) fn whole_batch<'t>(
 }
 
 /// Base offset, last offset, size and max timestamp of each batch from `from_base` on.
-fn batch_summaries<'t>(
+pub(crate) fn batch_summaries<'t>(
     txn: &'t RoTxn<'_>,
     dbs: &Dbs,
     ctx: &ErrCtx,
