@@ -543,6 +543,32 @@ impl LogStore {
         })
     }
 
+    /// [`append_stamped`](Self::append_stamped) for many partitions (or many appends of one,
+    /// in order) in one request: one commit for all of them, each answered on its own, in
+    /// the order given. What a produce request touching thousands of partitions needs: one
+    /// message to the writer and one group commit, not one per partition.
+    pub fn append_stamped_many(
+        &self,
+        appends: Vec<(PartitionId, Stamped)>,
+    ) -> Pending<Vec<Result<Appended, LogError>>> {
+        if appends.is_empty() {
+            return Pending::ready(Ok(Vec::new()));
+        }
+        let prepared = appends
+            .into_iter()
+            .map(|(partition, stamped)| PreparedAppend {
+                partition,
+                bytes: stamped.bytes,
+                spans: stamped.spans,
+                mode: AppendMode::Replica,
+            })
+            .collect();
+        self.submit(WriteOp::Append(prepared), |o| match o {
+            Outcome::Appended(written) => Ok(written),
+            other => unexpected(other),
+        })
+    }
+
     /// Registers partitions, all or none: fails with [`LogError::PartitionExists`] if any exists.
     pub fn create_partitions(
         &self,
