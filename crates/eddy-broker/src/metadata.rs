@@ -418,8 +418,8 @@ impl ClusterMetadata {
         leader: BrokerId,
         leader_epoch: i32,
     ) -> Result<Changes, BrokerError> {
-        let p = self.leaders_partition(topic, index, leader, leader_epoch)?;
-        let mut c = self.update_partitions(|q, _| (q.id == p.id).then_some(true));
+        self.leaders_partition(topic, index, leader, leader_epoch)?;
+        let mut c = self.update_one(topic, index, |_| true)?;
         c.elections = 0; // the same leader: no election
         Ok(c)
     }
@@ -457,18 +457,45 @@ impl ClusterMetadata {
             });
         }
         let wanted: BTreeSet<BrokerId> = isr.iter().copied().collect();
-        Ok(self.update_partitions(|q, _| {
-            if q.id != p.id {
-                return None;
-            }
+        self.update_one(topic, index, |q| {
             q.isr = q
                 .replicas
                 .iter()
                 .copied()
                 .filter(|b| wanted.contains(b))
                 .collect();
-            Some(false)
-        }))
+            false
+        })
+    }
+
+    /// Changes one partition (`f` returns whether it elected a leader): a copy of its topic
+    /// only, not a walk over every partition of the cluster.
+    fn update_one(
+        &mut self,
+        topic: &str,
+        index: u32,
+        f: impl FnOnce(&mut PartitionMeta) -> bool,
+    ) -> Result<Changes, BrokerError> {
+        let version = self.version + 1;
+        let t = self.topic(topic)?.clone();
+        let mut copy = (*t).clone();
+        let Some(p) = copy.partitions.get_mut(index as usize) else {
+            return Err(BrokerError::UnknownPartition {
+                topic: t.name.clone(),
+                partition: index,
+            });
+        };
+        let mut changes = Changes::default();
+        p.partition_epoch += 1;
+        if f(p) {
+            p.leader_epoch += 1;
+            changes.elections += 1;
+        }
+        changes.touch(&copy.name, index);
+        copy.version = version;
+        self.topics.insert(copy.name.clone(), Arc::new(copy));
+        self.version = version;
+        Ok(changes)
     }
 }
 
