@@ -7,14 +7,19 @@
 //! - [`metadata`]: cluster metadata and every change to it (create topic, elect, alter ISR);
 //!   pure functions, unit-tested without a runtime.
 //! - [`replication`]: a leader's follower positions, ISR and high watermark; pure.
+//! - `leader`: one partition's leader as a state machine (offsets, the append queue,
+//!   acknowledgements, what each follower gets, recovery after a failed append); pure.
+//! - `fetcher`: the follower side of one pair of brokers' replication stream (fetch
+//!   session, epoch checks, what to append); pure.
 //! - [`partitioner`]: Kafka's murmur2 key hashing and sticky round-robin; pure.
 //! - [`producers`]: idempotent producers' sequence table (duplicates, gaps, fencing); pure.
 //! - [`group`]: a consumer group's membership (join, sync, heartbeat, leave, sessions,
 //!   generations), Kafka's classic group protocol; pure.
 //! - [`offsets`]: what groups keep in `__consumer_offsets` (keys, values, the group's
 //!   partition as Kafka picks it, the latest value per key); pure.
-//! - `actors`: `Controller` (metadata writer, elections), `Broker` (routing, on-demand partition
-//!   actors), `PartitionLeader`, `PartitionFollower`; one actor per file.
+//! - `actors`: `Controller` (metadata writer, elections), `Broker` (every replica of its log
+//!   directory: it drives the `leader` and `fetcher` state machines), `OffsetsPartition` and
+//!   `GroupCoordinator` (consumer groups).
 //! - `testing` (feature `testing`): a test cluster config and paused-time actix systems.
 //! - [`messages`]: what the actors exchange. [`config`]: cluster and topic settings.
 //!   [`BrokerError`]: the crate's one error type.
@@ -52,7 +57,9 @@ mod actors;
 pub mod config;
 pub mod consumer_protocol;
 mod error;
+mod fetcher;
 pub mod group;
+mod leader;
 pub mod messages;
 pub mod metadata;
 pub mod offsets;
@@ -74,12 +81,15 @@ use eddy_types::{Acks, BrokerId};
 pub use actors::{Broker, Controller, Directory};
 pub use config::{ClusterConfig, NewTopic, TopicConfig, TopicDefaults};
 pub use error::{BrokerError, LogErrorShared};
+pub use messages::{
+    AwaitRecords, Fetch, FetchBatch, FetchPartition, ListOffsets, PartitionRecords, Produce,
+    ProduceBatch,
+};
 use messages::{
     BrokerSnapshot, CreatePartitions, CreateTopic, CreateTopics, DeleteTopic, FetchReply,
     LeaderSnapshot, ObserveBroker, ObservePartition, OffsetsReply, ProduceReply, ShutdownCluster,
     StartBroker, StopBroker,
 };
-pub use messages::{Fetch, ListOffsets, Produce};
 pub use metadata::{ClusterMetadata, MetadataView, PartitionMeta, TopicMeta};
 
 /// How long the embedded API keeps retrying a request refused with a retriable routing error

@@ -1,9 +1,10 @@
 //! The messages the cluster's actors exchange, and their replies.
 //!
-//! Client-facing requests (`Produce`, `Fetch`, `ListOffsets`) go to the broker that leads the
-//! partition, which hands them to its `PartitionLeader` actor. Replication requests
-//! (`ReplicateFrom`, `LeaderEpochEnd`) go from a follower to the leader's broker the same way.
-//! Controller requests change the cluster metadata.
+//! Client-facing requests (`Produce`, `ProduceBatch`, `Fetch`, `FetchBatch`, `ListOffsets`)
+//! go to the broker that leads the partitions, which hands them to its leader state of each.
+//! Replication requests (`ReplicaFetch`, `EpochEnds`) go from a follower broker to a leader
+//! broker, one stream per pair of brokers for every partition they share. Controller
+//! requests change the cluster metadata.
 
 use std::time::Duration;
 
@@ -45,6 +46,75 @@ pub struct ProduceReply {
     pub last_offset: i64,
     /// The partition's log start; -1 for `acks=0`.
     pub log_start: i64,
+}
+
+/// Appends record batches to many partitions of one broker at once (a Kafka Produce
+/// request's partitions for that broker): one message to the broker, one commit of its log
+/// for all of them. Answered once every partition is, in the order given.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Result<ProduceReply, BrokerError>>")]
+pub struct ProduceBatch {
+    /// How much replication to wait for.
+    pub acks: Acks,
+    /// How long `acks=all` may wait for the in-sync replicas.
+    pub timeout: Duration,
+    /// The partitions and their batches.
+    pub partitions: Vec<PartitionRecords>,
+}
+
+/// One partition's part of a [`ProduceBatch`].
+#[derive(Debug, Clone)]
+pub struct PartitionRecords {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// One or more record batches, back to back.
+    pub records: Bytes,
+}
+
+/// Reads many partitions of one broker at once (a Kafka Fetch request's partitions for that
+/// broker), in order within `max_bytes` in all: the first batch of the answer whole (a
+/// consumer must get past a batch larger than its limit), later partitions only what fits;
+/// partitions left without room get their offsets only. With fewer than `min_bytes` read and
+/// a `max_wait`, waits until one of the partitions has new records (or the wait ends) and
+/// reads again. One answer per partition, in the order given.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Result<FetchReply, BrokerError>>")]
+pub struct FetchBatch {
+    /// The partitions, each with its offset and its own limit.
+    pub partitions: Vec<FetchPartition>,
+    /// Most record bytes in the whole answer.
+    pub max_bytes: usize,
+    /// Answer at once when at least this many bytes are read.
+    pub min_bytes: usize,
+    /// Longest wait for new records when fewer than `min_bytes` were read.
+    pub max_wait: Duration,
+}
+
+/// One partition of a [`FetchBatch`] or an [`AwaitRecords`].
+#[derive(Debug, Clone)]
+pub struct FetchPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition index.
+    pub partition: u32,
+    /// The first offset wanted.
+    pub offset: u64,
+    /// Most bytes of this partition (the first batch of the answer goes whole).
+    pub max_bytes: usize,
+}
+
+/// Waits until one of the partitions has records past its offset (its high watermark moved
+/// past it), one of them fails (its leader moved), or `max_wait` passes. Reads nothing: a
+/// Kafka listener waits with this holding no fetch memory, then reads.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AwaitRecords {
+    /// The partitions and the offsets wanted.
+    pub partitions: Vec<FetchPartition>,
+    /// Longest wait.
+    pub max_wait: Duration,
 }
 
 /// Reads committed records (below the high watermark) from a partition, waiting up to
@@ -112,44 +182,80 @@ pub struct OffsetsReply {
     pub leader_epoch: i32,
 }
 
-/// A follower's fetch from its leader (Kafka's replica Fetch): it has every record before
-/// `fetch_offset`.
+/// A follower broker's fetch from a leader broker, for every partition it follows from it
+/// (Kafka's replica fetcher: one fetch per pair of brokers, with a fetch session, KIP-227).
+/// It reports only what changed since its last fetch: the log ends of the partitions it
+/// appended (or joined its session with), and the partitions it left. The leader answers
+/// with batches of the partitions in the session that have records past the follower's
+/// position, at once if there are any, else when some arrive or `max_wait` ends.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ReplicaFetchReply, BrokerError>")]
-pub struct ReplicateFrom {
-    /// The topic.
-    pub topic: TopicName,
-    /// The partition index.
-    pub partition: u32,
-    /// The fetching follower.
-    pub follower: BrokerId,
-    /// The leader epoch the follower follows.
-    pub leader_epoch: i32,
-    /// The follower's log end.
-    pub fetch_offset: u64,
-    /// Most bytes to return.
-    pub max_bytes: usize,
+#[rtype(result = "Result<ReplicaAnswer, BrokerError>")]
+pub(crate) struct ReplicaFetch {
+    /// The fetching broker.
+    pub(crate) follower: BrokerId,
+    /// Its fetch session with this leader (a new one after a restart).
+    pub(crate) session: u64,
+    /// Positions that changed.
+    pub(crate) positions: Vec<ReplicaPosition>,
+    /// Partitions it no longer fetches (idle, or no longer followed).
+    pub(crate) removed: Vec<eddy_types::PartitionId>,
     /// Longest wait when there is nothing new.
-    pub max_wait: Duration,
-    /// The follower's last append failed on its storage (disk full, read-only, failing):
-    /// its replica is offline until an append succeeds again, as a Kafka replica on a
-    /// failed log directory, and the leader takes it out of the ISR at once rather than
-    /// after the lag timeout (acks=all requests would otherwise wait for it).
-    pub storage_failed: bool,
+    pub(crate) max_wait: Duration,
+    /// Most record bytes in the answer.
+    pub(crate) max_bytes: usize,
+    /// Most record bytes per partition (the first batch goes whole).
+    pub(crate) partition_max_bytes: usize,
 }
 
-/// Batches for a follower, with the leader's high watermark.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaFetchReply {
-    /// Whole batches starting at the fetch offset, as stored.
-    pub records: Bytes,
-    /// The leader's high watermark.
-    pub high_watermark: u64,
-    /// The leader's log start.
-    pub log_start: u64,
-    /// The leader's log end.
-    pub log_end: u64,
+/// A follower's position in one partition.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaPosition {
+    pub(crate) topic: TopicName,
+    pub(crate) index: u32,
+    pub(crate) pid: eddy_types::PartitionId,
+    /// The leader epoch it follows.
+    pub(crate) leader_epoch: i32,
+    /// Its log end: it has every record before it.
+    pub(crate) log_end: u64,
+    /// Its last append failed on its storage (disk full, read-only, failing): its replica
+    /// is offline until an append succeeds again, as a Kafka replica on a failed log
+    /// directory, and the leader takes it out of the ISR at once rather than after the lag
+    /// timeout (acks=all requests would otherwise wait for it).
+    pub(crate) storage_failed: bool,
 }
+
+/// The leader's answer to a [`ReplicaFetch`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReplicaAnswer {
+    /// Batches (possibly none: a position to report again) for partitions in the session.
+    pub(crate) data: Vec<ReplicaData>,
+    /// Positions refused: another leader epoch, or no longer led here.
+    pub(crate) refused: Vec<(eddy_types::PartitionId, BrokerError)>,
+    /// Partitions with records for the follower that are not in its session: join them.
+    pub(crate) wake: Vec<(TopicName, u32)>,
+}
+
+/// One partition's batches for a follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplicaData {
+    pub(crate) pid: eddy_types::PartitionId,
+    /// The leader epoch they were read under.
+    pub(crate) leader_epoch: i32,
+    /// Whole batches from the follower's position, as stored.
+    pub(crate) records: Bytes,
+    /// The leader's high watermark.
+    pub(crate) high_watermark: u64,
+    /// The leader's log start.
+    pub(crate) log_start: u64,
+    /// The leader's log end.
+    pub(crate) log_end: u64,
+}
+
+/// Many [`LeaderEpochEnd`] questions of one follower broker to one leader broker at once (a
+/// follower joining many partitions, after a restart or a leader change).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<(eddy_types::PartitionId, Result<EpochEndReply, BrokerError>)>")]
+pub(crate) struct EpochEnds(pub(crate) Vec<(eddy_types::PartitionId, LeaderEpochEnd)>);
 
 /// Kafka's OffsetForLeaderEpoch, asked by a follower before it fetches: where does `epoch`
 /// end in the leader's log? The follower truncates what it has past that point.
@@ -189,17 +295,6 @@ pub struct EpochEndReply {
     pub log_end: u64,
 }
 
-/// Tells a broker to run the follower of a partition (it was idle and stopped, and its leader
-/// has new records).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct EnsureFollower {
-    /// The topic.
-    pub topic: TopicName,
-    /// The partition index.
-    pub partition: u32,
-}
-
 /// From the controller: these partitions changed leader or ISR; the published metadata has
 /// the new state.
 #[derive(Debug, Clone, Message)]
@@ -219,48 +314,10 @@ pub struct PartitionsDeleted {
     pub partitions: Vec<eddy_types::PartitionId>,
 }
 
-/// Re-reads the partition's metadata (sent to partition actors).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Refresh;
-
 /// Stops an actor.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
-
-/// Stop once nothing is in flight: a follower whose broker is about to lead its partition,
-/// so that no append of it lands under the new leader.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub(crate) struct StopWhenIdle;
-
-/// A partition actor found itself idle after handling `received` messages from its broker.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub(crate) struct PartitionIdle {
-    pub(crate) partition: eddy_types::PartitionId,
-    pub(crate) role: Role,
-    pub(crate) received: u64,
-}
-
-/// A partition actor stopped on its own (it lost leadership, or its follower role ended).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub(crate) struct PartitionStopped {
-    pub(crate) partition: eddy_types::PartitionId,
-    pub(crate) role: Role,
-    pub(crate) generation: u64,
-}
-
-/// Which of a broker's partition actors a message is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Role {
-    /// A `PartitionLeader`.
-    Leader,
-    /// A `PartitionFollower`.
-    Follower,
-}
 
 /// Creates a topic.
 #[derive(Debug, Clone, Message)]
@@ -345,6 +402,12 @@ pub struct AlterIsr {
     pub isr: Vec<BrokerId>,
 }
 
+/// Many [`AlterIsr`] requests of one broker in one metadata change (Kafka's AlterPartition
+/// carries many partitions): one answer each, in order.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Result<Vec<BrokerId>, BrokerError>>")]
+pub struct AlterIsrs(pub Vec<AlterIsr>);
+
 /// A leader whose append failed after its followers may have copied it asks for a new epoch
 /// for itself (see `ClusterMetadata::new_leader_epoch`). Answers the new epoch.
 #[derive(Debug, Clone, Message)]
@@ -376,8 +439,8 @@ pub struct SetReplicaFetching(pub bool);
 #[rtype(result = "BrokerSnapshot")]
 pub struct ObserveBroker;
 
-/// Asks a broker for the state of one of its running partition leaders (`None` when no
-/// leader actor runs for it there).
+/// Asks a broker for the state of one of the partitions it leads (`None` when it holds no
+/// state for it now).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Option<LeaderSnapshot>")]
 pub struct ObservePartition {
@@ -387,19 +450,15 @@ pub struct ObservePartition {
     pub partition: u32,
 }
 
-/// Asks a partition leader actor for its snapshot.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "LeaderSnapshot")]
-pub(crate) struct ObserveLeader;
-
 /// A broker's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokerSnapshot {
     /// The broker.
     pub id: u32,
-    /// Partition leader actors running.
+    /// Partitions it leads that have state in memory now (it drops that state once a
+    /// partition has been idle for `partition_idle_timeout`).
     pub leaders_running: usize,
-    /// Partition follower actors running.
+    /// Partitions it follows in a fetch session now (idle ones leave the session).
     pub followers_running: usize,
 }
 

@@ -126,6 +126,11 @@ impl LeaderState {
         self.followers.keys().copied()
     }
 
+    /// A follower's log end as of its last report (`None`: not heard from yet).
+    pub fn follower_end(&self, follower: BrokerId) -> Option<u64> {
+        self.followers.get(&follower).and_then(|f| f.log_end)
+    }
+
     /// Tells whether `broker` holds a follower replica of this partition.
     pub fn is_follower(&self, broker: BrokerId) -> bool {
         self.followers.contains_key(&broker)

@@ -22,9 +22,9 @@ use super::{now, Directory, Shared};
 use crate::config::ClusterConfig;
 use crate::error::BrokerError;
 use crate::messages::{
-    AlterIsr, BrokerGone, CreatePartitions, CreateTopic, CreateTopics, DeleteTopic, Heartbeat,
-    InitProducerId, NewLeaderEpoch, PartitionsChanged, PartitionsDeleted, ProducerIdentity,
-    Shutdown, ShutdownCluster, StartBroker, StopBroker,
+    AlterIsr, AlterIsrs, BrokerGone, CreatePartitions, CreateTopic, CreateTopics, DeleteTopic,
+    Heartbeat, InitProducerId, NewLeaderEpoch, PartitionsChanged, PartitionsDeleted,
+    ProducerIdentity, Shutdown, ShutdownCluster, StartBroker, StopBroker,
 };
 use crate::metadata::{
     Changes, ClusterMetadata, ClusterRecord, MetadataView, PartitionMeta, TopicMeta,
@@ -255,7 +255,6 @@ impl Controller {
             controller: ctx.address().recipient(),
             new_epoch: ctx.address().recipient(),
             config: self.config.clone(),
-            producers: Default::default(),
             fetching_paused: Default::default(),
             readers: Arc::new(tokio::sync::Semaphore::new(super::READERS_PER_BROKER)),
         });
@@ -615,6 +614,65 @@ impl Handler<AlterIsr> for Controller {
             },
             move |m| Ok(m.partition(topic.as_str(), index)?.isr.clone()),
         )
+    }
+}
+
+impl Handler<AlterIsrs> for Controller {
+    type Result = AtomicResponse<Controller, Vec<Result<Vec<BrokerId>, BrokerError>>>;
+
+    fn handle(&mut self, msg: AlterIsrs, _ctx: &mut Context<Self>) -> Self::Result {
+        // One metadata change for all of them: each applied in turn, each answered on its
+        // own (a stale one refused, the others recorded).
+        let mut next = self.metadata.clone();
+        let mut changes = Changes::default();
+        let mut refused: Vec<Option<BrokerError>> = Vec::with_capacity(msg.0.len());
+        for r in &msg.0 {
+            match next.alter_isr(
+                r.topic.as_str(),
+                r.partition,
+                r.leader,
+                r.leader_epoch,
+                &r.isr,
+            ) {
+                Ok(c) => {
+                    changes.topics.extend(c.topics);
+                    changes.partitions.extend(c.partitions);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(e)),
+            }
+        }
+        let asked: Vec<(TopicName, u32)> = msg
+            .0
+            .iter()
+            .map(|r| (r.topic.clone(), r.partition))
+            .collect();
+        let answer = move |m: &ClusterMetadata| -> Vec<Result<Vec<BrokerId>, BrokerError>> {
+            asked
+                .iter()
+                .zip(refused)
+                .map(|((t, i), e)| match e {
+                    Some(e) => Err(e),
+                    None => m.partition(t.as_str(), *i).map(|p| p.isr.clone()),
+                })
+                .collect()
+        };
+        if changes.topics.is_empty() {
+            let out = answer(&self.metadata);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(out)));
+        }
+        let changed: Vec<TopicName> = changes.topics.iter().cloned().collect();
+        let persist = self.persist(&next, &changed, &[]);
+        let n = msg.0.len();
+        AtomicResponse::new(Box::pin(persist.into_actor(self).map(
+            move |res, act, _ctx| match res {
+                Ok(()) => {
+                    act.commit(next, &changes);
+                    answer(&act.metadata)
+                }
+                Err(e) => vec![Err(e); n],
+            },
+        )))
     }
 }
 

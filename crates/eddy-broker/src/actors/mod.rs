@@ -1,16 +1,17 @@
-//! The actors, one per file. Each owns its mailbox, timers and I/O, and drives a pure state
-//! machine from `metadata` or `replication` for the protocol decisions.
+//! The actors, one per file (the broker's in a folder). Each owns its mailbox, timers and
+//! I/O, and drives pure state machines for the protocol decisions: `metadata` (the
+//! controller's), `leader` and `fetcher` (a broker's partitions), `group` (a coordinator's).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
 
 use actix::{Addr, Recipient};
 use eddy_log::{BatchHeader, LogStore};
 use eddy_types::{BrokerId, PartitionId};
 
 use crate::config::ClusterConfig;
-use crate::messages::{AlterIsr, NewLeaderEpoch};
+use crate::messages::{AlterIsrs, NewLeaderEpoch};
 use crate::metadata::MetadataView;
 use crate::producers::{BatchIdentity, ProducerTable};
 
@@ -18,8 +19,6 @@ pub(crate) mod broker;
 pub(crate) mod controller;
 pub(crate) mod group_coordinator;
 pub(crate) mod offsets_partition;
-pub(crate) mod partition_follower;
-pub(crate) mod partition_leader;
 
 pub use broker::Broker;
 pub use controller::Controller;
@@ -52,26 +51,23 @@ impl Directory {
     }
 }
 
-/// What a broker shares with its partition actors.
+/// What a broker shares with its child actors (the offsets partitions it leads).
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) id: BrokerId,
     pub(crate) log: LogStore,
     pub(crate) view: MetadataView,
     pub(crate) directory: Directory,
-    pub(crate) controller: Recipient<AlterIsr>,
+    /// The controller, for its leaders' ISR changes (batched).
+    pub(crate) controller: Recipient<AlterIsrs>,
     /// The controller, for a leader's new epoch after a failed append.
     pub(crate) new_epoch: Recipient<NewLeaderEpoch>,
     pub(crate) config: Arc<ClusterConfig>,
-    /// Idempotent-producer state of the partitions this broker leads or follows. Kept at the
-    /// broker, not in the partition actors, so it survives their idle stops and a follower has
-    /// it ready when it becomes leader.
-    pub(crate) producers: ProducerTables,
     /// Fault injection: while set, this broker's followers do not fetch from their leaders (a
     /// replica cut off from its leader while its broker stays alive). See
     /// `Cluster::set_replica_fetching`.
     pub(crate) fetching_paused: AtomicBool,
-    /// Consumer reads running off the actors' thread now ([`READERS_PER_BROKER`] at most).
+    /// Reads running off the actors' thread now ([`READERS_PER_BROKER`] at most).
     pub(crate) readers: Arc<tokio::sync::Semaphore>,
 }
 
@@ -81,47 +77,32 @@ pub(crate) struct Shared {
 /// cluster, appends and acknowledgements included.
 pub(crate) const READERS_PER_BROKER: usize = 4;
 
-/// Producer tables by partition, shared by a broker's partition actors (all on one thread;
-/// the lock is never held across an await).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ProducerTables(Arc<Mutex<HashMap<PartitionId, ProducerTable>>>);
-
-/// How many offsets back from the log end a table is rebuilt from after a restart. Kafka
-/// snapshots producer state; Eddy rebuilds it from the tail, which covers every retry within
-/// the delivery timeout of an active producer.
+/// How many offsets back from the log end a producer table is rebuilt from. Kafka snapshots
+/// producer state; Eddy rebuilds it from the tail, which covers every retry within the
+/// delivery timeout of an active producer.
 const REBUILD_WINDOW: u64 = 50_000;
 
-impl ProducerTables {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<PartitionId, ProducerTable>> {
-        match self.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+/// The idempotent-producer table of `pid`, rebuilt from the headers of its log's tail (a
+/// page per batch, not the records: 50,000 records of 1 KiB were 50 MB read before).
+pub(crate) fn rebuild_producer_table(log: &LogStore, pid: PartitionId) -> ProducerTable {
+    let mut table = ProducerTable::default();
+    if let Ok(o) = log.offsets(pid) {
+        if o.log_end == o.log_start {
+            return table;
+        }
+        let from = o.log_start.max(o.log_end.saturating_sub(REBUILD_WINDOW));
+        let heads = log.batch_headers(pid, from).unwrap_or_else(|e| {
+            // Retried batches of this partition's producers may then be written twice.
+            tracing::warn!(partition = %pid, error = %e, "cannot rebuild the producer table");
+            Vec::new()
+        });
+        for h in heads {
+            let base = h.base_offset as u64;
+            let last = base + h.last_offset_delta as u64;
+            table.record(&BatchIdentity::of(&h), Some((base, last)));
         }
     }
-
-    /// Makes sure the table of `pid` exists, rebuilding it from the log's tail if needed.
-    pub(crate) fn ensure(&self, log: &LogStore, pid: PartitionId) {
-        if self.lock().contains_key(&pid) {
-            return;
-        }
-        let mut table = ProducerTable::default();
-        if let Ok(o) = log.offsets(pid) {
-            let from = o.log_start.max(o.log_end.saturating_sub(REBUILD_WINDOW));
-            // The headers alone: a page per batch, not the records (50,000 records of 1 KiB
-            // were 50 MB read on the actors' thread).
-            let heads = log.batch_headers(pid, from).unwrap_or_else(|e| {
-                // Retried batches of this partition's producers may then be written twice.
-                tracing::warn!(partition = %pid, error = %e, "cannot rebuild the producer table");
-                Vec::new()
-            });
-            for h in heads {
-                let base = h.base_offset as u64;
-                let last = base + h.last_offset_delta as u64;
-                table.record(&BatchIdentity::of(&h), Some((base, last)));
-            }
-        }
-        self.lock().entry(pid).or_insert(table);
-    }
+    table
 }
 
 /// The headers of the batches in `buf` (back to back) with each batch's byte range start;
@@ -137,34 +118,6 @@ pub(crate) fn headers(buf: &[u8]) -> Vec<(BatchHeader, usize)> {
         pos += h.total_len();
     }
     out
-}
-
-/// A replica's saved high watermark: saved again only when it moved, at most once per
-/// `high_watermark_checkpoint_interval` unless forced (leaders force it when stepping down).
-#[derive(Debug)]
-pub(crate) struct HwCheckpoint {
-    saved: u64,
-    at: std::time::Instant,
-}
-
-impl HwCheckpoint {
-    pub(crate) fn new(saved: u64) -> HwCheckpoint {
-        HwCheckpoint { saved, at: now() }
-    }
-
-    /// Saves `hw` for `pid` if due. Fire and forget: a lost checkpoint only means a lower
-    /// mark after a restart, which the leader's answers move up again.
-    pub(crate) fn note(&mut self, shared: &Shared, pid: PartitionId, hw: u64, force: bool) {
-        let t = now();
-        let due = force
-            || t.saturating_duration_since(self.at)
-                >= shared.config.high_watermark_checkpoint_interval;
-        if hw != self.saved && due {
-            drop(shared.log.checkpoint_high_watermarks(vec![(pid, hw)]));
-            self.saved = hw;
-            self.at = t;
-        }
-    }
 }
 
 /// Tokio's clock as a std `Instant`, so tests with paused time control it.

@@ -24,7 +24,6 @@ use eddy_types::{Acks, PartitionId};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::broker::Broker;
 use super::group_coordinator::GroupCoordinator;
 use super::Shared;
 use crate::error::BrokerError;
@@ -39,6 +38,16 @@ use crate::records::{decode_records, encode_batch};
 const REWRITE_BATCH: usize = 1_000;
 /// How long loading may wait for the partition's records to be committed.
 const LOAD_FOR: Duration = Duration::from_secs(60);
+
+/// What an offsets partition asks of the broker that leads it: its own partition's
+/// produce, fetch and offsets (recipients, not the broker's address: this actor knows only
+/// the messages it sends).
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerPort {
+    pub(crate) produce: Recipient<Produce>,
+    pub(crate) fetch: Recipient<Fetch>,
+    pub(crate) list_offsets: Recipient<ListOffsets>,
+}
 
 /// Writes records to the partition; answered once they are committed.
 #[derive(Debug, Message)]
@@ -57,7 +66,7 @@ type Records = Vec<(OffsetsKey, Option<OffsetsValue>)>;
 /// One `__consumer_offsets` partition led by this broker.
 pub(crate) struct OffsetsPartition {
     shared: Arc<Shared>,
-    broker: Addr<Broker>,
+    broker: BrokerPort,
     index: u32,
     pid: PartitionId,
     loaded: bool,
@@ -99,7 +108,7 @@ fn lost_leadership(e: &BrokerError) -> bool {
 impl OffsetsPartition {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        broker: Addr<Broker>,
+        broker: BrokerPort,
         index: u32,
         pid: PartitionId,
     ) -> OffsetsPartition {
@@ -139,6 +148,7 @@ impl OffsetsPartition {
             let mut state = OffsetsState::default();
             let mut count = 0u64;
             let start = broker
+                .list_offsets
                 .send(ListOffsets {
                     topic: OFFSETS_TOPIC.to_owned(),
                     partition: index,
@@ -149,6 +159,7 @@ impl OffsetsPartition {
             let deadline = tokio::time::Instant::now() + LOAD_FOR;
             loop {
                 let reply = broker
+                    .fetch
                     .send(Fetch {
                         topic: OFFSETS_TOPIC.to_owned(),
                         partition: index,
@@ -280,7 +291,7 @@ impl OffsetsPartition {
         }
         let n = applied.len() as u64;
         self.writing = true;
-        let write = self.broker.send(Produce {
+        let write = self.broker.produce.send(Produce {
             topic: OFFSETS_TOPIC.to_owned(),
             partition: self.index,
             records: Bytes::from(bytes),
@@ -347,7 +358,7 @@ impl OffsetsPartition {
         }
         self.writing = true;
         let before = self.records;
-        let rewrite = self.broker.send(Produce {
+        let rewrite = self.broker.produce.send(Produce {
             topic: OFFSETS_TOPIC.to_owned(),
             partition: self.index,
             records: Bytes::from(bytes),
