@@ -25,6 +25,8 @@ use rdkafka::producer::{
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::json;
 
+mod chat;
+
 /// `eddy bench MODE`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Mode {
@@ -34,6 +36,9 @@ pub(crate) enum Mode {
     Consume,
     /// Producers write at `--rate`; a consumer times each record end to end.
     E2e,
+    /// A topic per user (`--users`, 10 partitions each): one chat message to every
+    /// partition, read back by a regex group, the server idle, a trickle (`--trickle-rate`).
+    Chat,
 }
 
 /// `eddy bench` settings.
@@ -101,6 +106,9 @@ pub(crate) struct BenchArgs {
     /// Prints one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// The chat mode's settings.
+    #[command(flatten)]
+    chat: chat::ChatArgs,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -645,6 +653,15 @@ fn raw_disk_appends(
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.mode == Mode::Chat {
+        let report = chat::run(&args, &args.chat)?;
+        if args.json {
+            println!("{report}");
+        } else {
+            print_flat("", &report);
+        }
+        return Ok(());
+    }
     let raw = match &args.raw_disk {
         Some(dir) => Some(raw_disk(dir, args.raw_disk_mib)?),
         None => None,
@@ -660,6 +677,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         "consumer_config": config_json(&args.consumer_config),
     });
     match args.mode {
+        Mode::Chat => unreachable_chat()?,
         Mode::Produce => {
             let Produced {
                 records: n,
@@ -793,5 +811,33 @@ fn clone_args(a: &BenchArgs) -> BenchArgs {
         producer_config: a.producer_config.clone(),
         consumer_config: a.consumer_config.clone(),
         json: a.json,
+        chat: a.chat.clone(),
+    }
+}
+
+/// Chat mode returns before the other modes' set-up.
+fn unreachable_chat() -> anyhow::Result<()> {
+    bail!("chat mode runs on its own")
+}
+
+/// A JSON report as one `path value` line per leaf.
+fn print_flat(path: &str, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                print_flat(&p, v);
+            }
+        }
+        serde_json::Value::Null => {}
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => println!("{path:<40} {f:.3}"),
+            _ => println!("{path:<40} {n}"),
+        },
+        other => println!("{path:<40} {other}"),
     }
 }
