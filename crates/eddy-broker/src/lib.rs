@@ -641,6 +641,18 @@ impl BrokerClient {
         self.addr()?.send(msg).await?
     }
 
+    /// Sends a request of many partitions ([`ProduceBatch`], [`FetchBatch`],
+    /// [`AwaitRecords`]) to this broker; each partition it does not lead is answered
+    /// `NotLeader`.
+    pub async fn send<M>(&self, msg: M) -> Result<M::Result, BrokerError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Broker: Handler<M>,
+    {
+        Ok(self.addr()?.send(msg).await?)
+    }
+
     /// Where `epoch` ends in the partition's log (Kafka's OffsetForLeaderEpoch), if this
     /// broker leads it; `current_epoch` (the client's view of the leader epoch) fences a
     /// stale client, `None` skips that check.

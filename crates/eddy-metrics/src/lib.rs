@@ -46,8 +46,9 @@ pub const FETCH_RECORDS: &str = "eddy_fetch_records_total";
 /// Time from a consumer fetch reaching its leader to its answer (long-poll waits included).
 /// Labels: `topic`.
 pub const FETCH_LATENCY: &str = "eddy_fetch_latency_seconds";
-/// How far a follower replica is behind its leader's log end, in records (offsets), at its
-/// last fetch. Labels: `topic`, `partition`, `broker` (the follower).
+/// How far the follower replicas of one replication stream are behind their leader's log
+/// end, in records (offsets): the most of the partitions in its last answer. Labels:
+/// `broker` (the follower), `leader` (the leader broker).
 pub const REPLICA_LAG: &str = "eddy_replica_lag_records";
 /// Bytes copied by followers from their leaders. Labels: `broker` (the follower).
 pub const REPLICATION_BYTES: &str = "eddy_replication_bytes_total";

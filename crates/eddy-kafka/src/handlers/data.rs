@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_broker::messages::{DeleteRecords, Fetch, FetchReply, ListOffsets, Produce};
+use eddy_broker::messages::{
+    AwaitRecords, DeleteRecords, FetchBatch, FetchPartition, FetchReply, ListOffsets,
+    PartitionRecords, ProduceBatch, ProduceReply,
+};
 use eddy_broker::BrokerError;
 use eddy_sync::Permit;
 use eddy_types::Acks;
-use futures_util::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use kafka_protocol::error::ResponseError as E;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -49,34 +51,57 @@ pub(crate) async fn produce(
     } else {
         None
     };
-    let mut pending = FuturesOrdered::new();
+    // Every partition of the request in one message to the broker, and one commit of its
+    // log: a request touching thousands of partitions costs about what one of a few does.
+    let mut slots: Vec<(String, i32, Result<usize, i16>)> = Vec::new();
+    let mut parts: Vec<PartitionRecords> = Vec::new();
     for topic in &req.topic_data {
         let name = topic.name.0.to_string();
         for p in &topic.partition_data {
-            let (name, records, pidx) = (name.clone(), p.records.clone(), p.index);
-            let broker = ctx.broker.clone();
-            pending.push_back(async move {
-                let result = match (refused, acks, index(pidx), records) {
-                    (Some(code), ..) => Err(code),
-                    (None, Some(acks), Some(partition), Some(records)) => broker
-                        .request(Produce {
-                            topic: name.clone(),
-                            partition,
-                            records,
-                            acks,
-                            timeout,
-                        })
-                        .await
-                        .map_err(|e| codes::partition(&e)),
-                    (None, _, None, _) => Err(E::UnknownTopicOrPartition.code()),
-                    (None, _, _, _) => Err(E::CorruptMessage.code()),
-                };
-                (name, pidx, result)
-            });
+            let slot = match (refused, acks, index(p.index), &p.records) {
+                (Some(code), ..) => Err(code),
+                (None, Some(_), Some(partition), Some(records)) => {
+                    parts.push(PartitionRecords {
+                        topic: name.clone(),
+                        partition,
+                        records: records.clone(),
+                    });
+                    Ok(parts.len() - 1)
+                }
+                (None, _, None, _) => Err(E::UnknownTopicOrPartition.code()),
+                (None, _, _, _) => Err(E::CorruptMessage.code()),
+            };
+            slots.push((name.clone(), p.index, slot));
         }
     }
+    let mut replies: Vec<Option<Result<ProduceReply, i16>>> = Vec::new();
+    if let (Some(acks), false) = (acks, parts.is_empty()) {
+        let n = parts.len();
+        let batch = ProduceBatch {
+            acks,
+            timeout,
+            partitions: parts,
+        };
+        replies = match ctx.broker.send(batch).await {
+            Ok(v) => v
+                .into_iter()
+                .map(|r| Some(r.map_err(|e| codes::partition(&e))))
+                .collect(),
+            Err(e) => vec![Some(Err(codes::partition(&e))); n],
+        };
+    }
+    let pending = slots.into_iter().map(|(name, pidx, slot)| {
+        let result = match slot {
+            Ok(i) => replies
+                .get_mut(i)
+                .and_then(Option::take)
+                .unwrap_or(Err(E::UnknownServerError.code())),
+            Err(code) => Err(code),
+        };
+        (name, pidx, result)
+    });
     let mut topics: Vec<TopicProduceResponse> = Vec::new();
-    while let Some((name, pidx, result)) = pending.next().await {
+    for (name, pidx, result) in pending {
         let mut p = PartitionProduceResponse::default();
         p.index = pidx;
         p.log_append_time_ms = -1;
@@ -120,107 +145,49 @@ struct Wanted {
     max_bytes: usize,
 }
 
-/// Reads `w` from its leader: up to `max_bytes` (`capped`: never more, see
-/// [`Fetch::capped`]), waiting up to `wait` for records.
-async fn read(
-    ctx: &Ctx<'_>,
-    w: &Wanted,
-    max_bytes: usize,
-    capped: bool,
-    wait: Duration,
-) -> Result<FetchReply, i16> {
-    let (Some(p), Ok(offset)) = (index(w.partition), u64::try_from(w.offset)) else {
-        return Err(if w.partition < 0 {
-            E::UnknownTopicOrPartition.code()
-        } else {
-            E::OffsetOutOfRange.code()
-        });
-    };
-    let fetch = Fetch {
-        topic: w.topic.clone(),
-        partition: p,
-        offset,
-        max_bytes,
-        capped,
-        max_wait: wait,
-        min_bytes: 1,
-    };
-    ctx.broker
-        .request(fetch)
-        .await
-        .map_err(|e| codes::partition(&e))
-}
-
 /// Reads the partitions of a fetch within `limit` bytes in all, as Kafka fills a fetch: in
 /// order, each partition up to its own `max_bytes` and what is left of `limit`; the first
 /// batch of the answer goes whole even if it is larger (so that a consumer always makes
-/// progress), later ones only if they fit. Reads run concurrently, in groups whose shares add
-/// up to what is left; partitions left without a share are read for their offsets only (the
-/// client asks again). Returns each partition's result and the record bytes in all.
+/// progress), later ones only if they fit. One message to the broker for all of them.
+/// Returns each partition's result and the record bytes in all.
 async fn read_within(
     ctx: &Ctx<'_>,
-    wanted: &[Wanted],
+    slots: &[Result<usize, i16>],
+    parts: &[FetchPartition],
     limit: usize,
 ) -> (Vec<Result<FetchReply, i16>>, usize) {
-    let mut results: Vec<Option<Result<FetchReply, i16>>> = vec![None; wanted.len()];
-    let mut used = 0usize;
-    let mut next = 0;
-    while next < wanted.len() && used < limit {
-        // The next group: partitions in order, each given a share of what is left.
-        let mut left = limit - used;
-        let mut group = Vec::new();
-        while next < wanted.len() && left > 0 {
-            let share = wanted[next].max_bytes.min(left);
-            if share > 0 {
-                // Whole while nothing has come back yet: only the group's first can be.
-                let whole = used == 0 && group.is_empty();
-                group.push((next, share, whole));
-                left -= share;
-            }
-            next += 1;
-        }
-        let reads: FuturesOrdered<_> = group
-            .iter()
-            .map(|&(i, share, whole)| read(ctx, &wanted[i], share, !whole, Duration::ZERO))
-            .collect();
-        let replies: Vec<_> = reads.collect().await;
-        for ((i, _, _), r) in group.into_iter().zip(replies) {
-            if let Ok(f) = &r {
-                used += f.records.len();
-            }
-            results[i] = Some(r);
-        }
-        if used == 0 && next >= wanted.len() {
-            // Nothing fitted: a capped partition whose next batch is larger than its share
-            // gets that batch whole (progress, as above), and more only within the limit.
-            let big = wanted.iter().zip(&results).position(|(w, r)| {
-                matches!(r, Some(Ok(f)) if f.records.is_empty()
-                    && w.max_bytes > 0
-                    && u64::try_from(w.offset).is_ok_and(|o| o < f.high_watermark))
-            });
-            if let Some(i) = big {
-                let share = wanted[i].max_bytes.min(limit);
-                let r = read(ctx, &wanted[i], share, false, Duration::ZERO).await;
+    let mut replies: Vec<Option<Result<FetchReply, i16>>> = Vec::new();
+    if !parts.is_empty() {
+        let batch = FetchBatch {
+            partitions: parts.to_vec(),
+            max_bytes: limit,
+            min_bytes: 1,
+            max_wait: Duration::ZERO,
+        };
+        replies = match ctx.broker.send(batch).await {
+            Ok(v) => v
+                .into_iter()
+                .map(|r| Some(r.map_err(|e| codes::partition(&e))))
+                .collect(),
+            Err(e) => vec![Some(Err(codes::partition(&e))); parts.len()],
+        };
+    }
+    let mut used = 0;
+    let results = slots
+        .iter()
+        .map(|slot| match slot {
+            Ok(i) => {
+                let r = replies
+                    .get_mut(*i)
+                    .and_then(Option::take)
+                    .unwrap_or(Err(E::UnknownServerError.code()));
                 if let Ok(f) = &r {
                     used += f.records.len();
                 }
-                results[i] = Some(r);
+                r
             }
-        }
-    }
-    // The rest: offsets only.
-    let rest: FuturesOrdered<_> = results
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.is_none())
-        .map(|(i, _)| async move { (i, read(ctx, &wanted[i], 0, true, Duration::ZERO).await) })
-        .collect();
-    for (i, r) in rest.collect::<Vec<_>>().await {
-        results[i] = Some(r);
-    }
-    let results = results
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(E::UnknownServerError.code())))
+            Err(code) => Err(*code),
+        })
         .collect();
     (results, used)
 }
@@ -259,25 +226,46 @@ pub(crate) async fn fetch(
     let limit = usize::try_from(req.max_bytes)
         .unwrap_or(0)
         .clamp(1, ctx.shared.config.fetch_max_bytes.max(1));
+    let slots: Vec<Result<usize, i16>> = {
+        let mut n = 0;
+        wanted
+            .iter()
+            .map(|w| match (index(w.partition), u64::try_from(w.offset)) {
+                (Some(_), Ok(_)) => {
+                    n += 1;
+                    Ok(n - 1)
+                }
+                (None, _) => Err(E::UnknownTopicOrPartition.code()),
+                (_, Err(_)) => Err(E::OffsetOutOfRange.code()),
+            })
+            .collect()
+    };
+    let parts: Vec<FetchPartition> = wanted
+        .iter()
+        .filter_map(|w| {
+            Some(FetchPartition {
+                topic: w.topic.clone(),
+                partition: index(w.partition)?,
+                offset: u64::try_from(w.offset).ok()?,
+                max_bytes: w.max_bytes,
+            })
+        })
+        .collect();
     let budget = &ctx.shared.fetch_memory;
     let mut permit = budget.acquire(limit).await;
-    let (mut results, mut used) = read_within(ctx, &wanted, permit.bytes()).await;
+    let (mut results, mut used) = read_within(ctx, &slots, &parts, permit.bytes()).await;
     let failed = results.iter().any(Result::is_err);
-    if used < min_bytes.max(1) && !max_wait.is_zero() && !failed && !wanted.is_empty() {
-        // Nothing held while waiting: each wait reads one batch at most, and is dropped.
+    if used < min_bytes.max(1) && !max_wait.is_zero() && !failed && !parts.is_empty() {
+        // Nothing held while waiting: the broker wakes this wait when one of the partitions
+        // has records, and reads again then.
         drop(permit);
-        let mut waiting: FuturesUnordered<_> = wanted
-            .iter()
-            .map(|w| read(ctx, w, 1, false, max_wait))
-            .collect();
-        while let Some(r) = waiting.next().await {
-            if r.map_or(true, |f| !f.records.is_empty()) {
-                break;
-            }
-        }
-        drop(waiting);
+        let wait = AwaitRecords {
+            partitions: parts.clone(),
+            max_wait,
+        };
+        let _ = ctx.broker.send(wait).await;
         permit = budget.acquire(limit).await;
-        (results, used) = read_within(ctx, &wanted, permit.bytes()).await;
+        (results, used) = read_within(ctx, &slots, &parts, permit.bytes()).await;
     }
     // Held until the answer is written: what was read (the first batch may be larger than
     // the share it was read for; that goes uncounted rather than wait while holding).
