@@ -31,8 +31,8 @@ pub struct ClusterConfig {
     pub replica_fetch_wait_max: Duration,
     /// Most bytes a follower copies per fetch (`replica.fetch.max.bytes`, default 1 MiB).
     pub replica_fetch_max_bytes: usize,
-    /// A partition actor with nothing to do for this long stops; it starts again on the next
-    /// request. Keeps idle partitions free of resident actors.
+    /// A partition with nothing to do for this long has its replica state dropped (its
+    /// leader state, its place in a fetch session); it is built again on the next request.
     pub partition_idle_timeout: Duration,
     /// How often a broker tells the controller it is alive.
     pub broker_heartbeat_interval: Duration,

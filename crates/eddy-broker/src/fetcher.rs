@@ -101,6 +101,9 @@ pub(crate) struct FetcherCore {
     fetching: bool,
     /// An [`EpochEnds`] question (or the cuts after it) is in flight.
     syncing: bool,
+    /// Partitions that may need their epoch checked (so that a fetch round does not walk
+    /// every partition of the session).
+    to_sync: Vec<PartitionId>,
 }
 
 impl FetcherCore {
@@ -114,6 +117,7 @@ impl FetcherCore {
             removed: Vec::new(),
             fetching: false,
             syncing: false,
+            to_sync: Vec::new(),
         }
     }
 
@@ -150,6 +154,8 @@ impl FetcherCore {
         latest_epoch: Option<i32>,
         now: Instant,
     ) {
+        // Checked (and dropped from the list if it needs nothing) at the next sync request.
+        self.to_sync.push(pid);
         let sync = match latest_epoch {
             // Its latest records came from this leader in this epoch: nothing can diverge.
             Some(latest) if latest == leader_epoch => Sync::Done,
@@ -178,6 +184,7 @@ impl FetcherCore {
                         latest: latest_epoch.unwrap_or(leader_epoch),
                         not_before: now,
                     };
+                    self.to_sync.push(pid);
                 }
                 if f.sync == Sync::Done {
                     self.mark_report(pid);
@@ -234,12 +241,18 @@ impl FetcherCore {
             return None;
         }
         let mut asks = Vec::new();
-        for (pid, f) in &mut self.partitions {
+        let mut candidates = std::mem::take(&mut self.to_sync);
+        candidates.sort_unstable();
+        candidates.dedup();
+        for pid in candidates {
+            let Some(f) = self.partitions.get_mut(&pid) else {
+                continue;
+            };
             if let Sync::Needed { latest, not_before } = f.sync {
                 if now >= not_before && !f.appending {
                     f.sync = Sync::InFlight;
                     asks.push((
-                        *pid,
+                        pid,
                         LeaderEpochEnd {
                             topic: f.topic.clone(),
                             partition: f.index,
@@ -247,6 +260,8 @@ impl FetcherCore {
                             epoch: latest,
                         },
                     ));
+                } else {
+                    self.to_sync.push(pid);
                 }
             }
         }
@@ -259,9 +274,9 @@ impl FetcherCore {
 
     /// The earliest time a partition waiting to check its epoch may ask.
     pub(crate) fn next_sync(&self) -> Option<Instant> {
-        self.partitions
-            .values()
-            .filter_map(|f| match f.sync {
+        self.to_sync
+            .iter()
+            .filter_map(|p| match self.partitions.get(p)?.sync {
                 Sync::Needed { not_before, .. } => Some(not_before),
                 _ => None,
             })
@@ -292,6 +307,7 @@ impl FetcherCore {
                     latest,
                     not_before: now + SYNC_BACKOFF,
                 };
+                self.to_sync.push(pid);
                 f.reported = false;
             }
         }
@@ -389,6 +405,7 @@ impl FetcherCore {
                         latest: f.leader_epoch,
                         not_before: now + SYNC_BACKOFF,
                     };
+                    self.to_sync.push(pid);
                     f.reported = false;
                 }
             }
@@ -427,6 +444,7 @@ impl FetcherCore {
                         latest: f.leader_epoch,
                         not_before: now + SYNC_BACKOFF,
                     };
+                    self.to_sync.push(pid);
                 }
             }
         }

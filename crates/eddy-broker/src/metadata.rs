@@ -499,7 +499,7 @@ impl ClusterMetadata {
     }
 }
 
-/// The published metadata, read by every broker and partition actor.
+/// The published metadata, read by every broker.
 ///
 /// The controller is its only writer; readers take a cheap snapshot (`Arc` clone).
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 //! A partition leader's replication state: follower positions, the in-sync set, and the high
-//! watermark. Pure: the `PartitionLeader` actor feeds it events with the current time and acts
+//! watermark. Pure: a `LeaderCore` (leader.rs) feeds it events with the current time and acts
 //! on what it returns (move the high watermark, ask the controller to change the ISR).
 //!
 //! The rules are Kafka's:

@@ -62,7 +62,8 @@ pub const LEADER_ELECTIONS: &str = "eddy_leader_elections_total";
 pub const UNDER_REPLICATED_PARTITIONS: &str = "eddy_under_replicated_partitions";
 /// Partitions with no leader.
 pub const OFFLINE_PARTITIONS: &str = "eddy_offline_partitions";
-/// Partition actors running. Labels: `broker`, `role` (`leader` or `follower`).
+/// Partitions with replica state in memory (leader state; a place in a fetch session). Labels:
+/// `broker`, `role` (`leader` or `follower`).
 pub const PARTITION_ACTORS: &str = "eddy_partition_actors";
 /// Brokers of the cluster that are up.
 pub const BROKERS_ALIVE: &str = "eddy_brokers_alive";
@@ -350,7 +351,7 @@ pub const ALL: &[Metric] = &[
         PARTITION_ACTORS,
         Kind::Gauge,
         Unit::Count,
-        "partition leader and follower actors running",
+        "partitions with leader state, and partitions in fetch sessions, per broker",
     ),
     m(
         BROKERS_ALIVE,
