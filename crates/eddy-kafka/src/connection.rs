@@ -39,8 +39,12 @@ use crate::error::KafkaError;
 use crate::handlers::{admin, data, groups, Ctx, Shared};
 use crate::request::{api_name, classify, parse, Body, Frame, Parsed};
 
-/// Requests of one connection answered concurrently (Kafka clients keep up to 5 in flight).
-const MAX_IN_FLIGHT: usize = 16;
+/// Requests of one connection answered concurrently. An idempotent client keeps up to 5 in
+/// flight, but librdkafka without idempotence pipelines as many as it has: it sends one
+/// ProduceRequest per partition, so a record to each of 20,000 partitions is 20,000
+/// requests, and they share commits only if they wait together. Their bytes are bounded by
+/// the request memory budget, not by this count.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// An encoded answer, with what a fetch holds (its memory, its connection's turn) until it
 /// is written.
@@ -71,20 +75,36 @@ pub(crate) async fn serve(
         tokio::select! {
             biased;
             _ = stopped.changed() => break,
-            Some(answer) = inflight.next(), if !inflight.is_empty() => match answer {
-                Ok(Some((response, held))) => {
-                    if let Err(e) = wr.write_all(&response).await {
-                        debug!(%peer, error = %e, "write failed");
-                        break;
+            Some(answer) = inflight.next(), if !inflight.is_empty() => {
+                // The answers ready behind this one go out in the same write: one commit
+                // finishes hundreds of produce requests at once, and a client that reads
+                // them together also serves its partitions once for all of them.
+                let mut out = Vec::new();
+                let mut closing = None;
+                let mut next = Some(answer);
+                while let Some(answer) = next.take() {
+                    match answer {
+                        Ok(Some(encoded)) => out.push(encoded),
+                        Ok(None) => {}
+                        Err(e) => {
+                            closing = Some(e);
+                            break;
+                        }
                     }
-                    drop(held);
+                    if out.len() < MAX_COALESCED {
+                        next = ready_answer(&mut inflight).await;
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => {
+                if let Err(e) = write_answers(&mut wr, &out).await {
+                    debug!(%peer, error = %e, "write failed");
+                    break;
+                }
+                drop(out);
+                if let Some(e) = closing {
                     warn!(%peer, %broker, error = %e, "closing the connection");
                     break;
                 }
-            },
+            }
             frame = frames.recv(), if reading && inflight.len() < MAX_IN_FLIGHT => match frame {
                 None => reading = false,
                 Some(Err(e)) => {
@@ -120,6 +140,50 @@ pub(crate) async fn serve(
         }
     }
     reader.abort();
+}
+
+/// Answers written together at most (the rest wait for the next write).
+const MAX_COALESCED: usize = 256;
+
+/// The next answer if it is ready now, without waiting.
+async fn ready_answer(
+    inflight: &mut FuturesOrdered<Answer>,
+) -> Option<Result<Option<Encoded>, KafkaError>> {
+    if inflight.is_empty() {
+        return None;
+    }
+    std::future::poll_fn(|cx| match inflight.poll_next_unpin(cx) {
+        Poll::Ready(answer) => Poll::Ready(answer),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// Writes answers in order, small ones gathered into one buffer so that a burst of them is
+/// one system call; what a fetch holds is released after its bytes are written.
+async fn write_answers(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    answers: &[Encoded],
+) -> std::io::Result<()> {
+    if let [(response, _)] = answers {
+        return wr.write_all(response).await;
+    }
+    let mut buf = BytesMut::new();
+    for (response, _) in answers {
+        if buf.len() + response.len() > 1 << 20 && !buf.is_empty() {
+            wr.write_all(&buf).await?;
+            buf.clear();
+        }
+        if response.len() > 1 << 20 {
+            wr.write_all(response).await?;
+        } else {
+            buf.extend_from_slice(response);
+        }
+    }
+    if !buf.is_empty() {
+        wr.write_all(&buf).await?;
+    }
+    Ok(())
 }
 
 type HeldFrame = (Bytes, Permit);
