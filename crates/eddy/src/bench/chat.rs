@@ -7,14 +7,19 @@
 //!
 //! Phases, each timed:
 //! 1. `create`: the topics, in CreateTopics requests of 1,000 topics.
-//! 2. `produce`: one message to every partition (acks=all, idempotent), until all are
-//!    acknowledged.
+//! 2. `produce`: one message to every partition (acks=all, librdkafka's defaults otherwise:
+//!    not idempotent, so it keeps more than 5 requests in flight per broker; librdkafka
+//!    sends a ProduceRequest per partition), until all are acknowledged. Add
+//!    `--producer-config enable.idempotence=true` for an idempotent producer.
 //! 3. `read`: a new group subscribed to `^{prefix}[0-9]+$` reads them all back (from the
 //!    earliest offsets), then commits its offsets and fetches them again.
 //! 4. `idle` (with `--server-pid`): the server's CPU and resident memory while nothing
 //!    happens, and (with `--data-dir`) the disk it uses, per partition.
 //! 5. `trickle` (with `--trickle-rate`): that many messages a second, spread evenly over
 //!    every partition, each timed from its send to a regex group's poll.
+//!
+//! The produce and read phases report the CPU seconds they took in the clients (this
+//! process) and, with `--server-pid`, in the server.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -122,9 +127,14 @@ pub(crate) fn run(args: &BenchArgs, chat: &ChatArgs) -> anyhow::Result<serde_jso
             set.partitions_total()
         );
         r["create_s"] = json!(create(args, set, timeout)?.as_secs_f64());
-        let p = produce_each(args, chat, set, timeout)?;
+        let cpu = Cpu::start(chat.server_pid);
+        let mut p = produce_each(args, chat, set, timeout)?;
+        cpu.report(&mut p);
         r["produce"] = p;
-        r["read"] = read_back(args, set, timeout)?;
+        let cpu = Cpu::start(chat.server_pid);
+        let mut read = read_back(args, set, timeout)?;
+        cpu.report(&mut read);
+        r["read"] = read;
         report[set.label] = r;
     }
     if let Some(pid) = chat.server_pid {
@@ -210,7 +220,6 @@ fn producer(
     let mut config = client_config(args);
     config
         .set("acks", "all")
-        .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "300000")
         .set("queue.buffering.max.messages", "2000000")
@@ -368,7 +377,36 @@ fn read_back(
     }))
 }
 
-/// The server's CPU seconds (user + system) and resident bytes, from `/proc`.
+/// CPU seconds a phase took in this process (the clients) and in the server: on a small
+/// machine, librdkafka's own work for thousands of partitions is a large share of a phase.
+struct Cpu {
+    server_pid: Option<u32>,
+    client: f64,
+    server: f64,
+}
+
+impl Cpu {
+    fn start(server_pid: Option<u32>) -> Cpu {
+        Cpu {
+            server_pid,
+            client: process_usage(std::process::id()).map_or(0.0, |u| u.0),
+            server: server_pid
+                .and_then(|pid| process_usage(pid).ok())
+                .map_or(0.0, |u| u.0),
+        }
+    }
+
+    fn report(&self, phase: &mut serde_json::Value) {
+        if let Ok((now, _)) = process_usage(std::process::id()) {
+            phase["client_cpu_s"] = json!(now - self.client);
+        }
+        if let Some(Ok((now, _))) = self.server_pid.map(process_usage) {
+            phase["server_cpu_s"] = json!(now - self.server);
+        }
+    }
+}
+
+/// A process's CPU seconds (user + system) and resident bytes, from `/proc`.
 fn process_usage(pid: u32) -> anyhow::Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("no process {pid}"))?;
