@@ -63,6 +63,10 @@ pub struct ClusterConfig {
     /// A `__consumer_offsets` partition is compacted (its live keys rewritten and the older
     /// records deleted) once it holds this many more records than live keys.
     pub offsets_compact_after: u64,
+    /// Partition replicas the node may hold, summed over its brokers (default 1,000,000):
+    /// a topic of 10 partitions at replication factor 3 takes 30. Creating topics or
+    /// partitions past it fails with a policy violation and leaves what exists untouched.
+    pub max_partitions: u64,
 }
 
 impl ClusterConfig {
@@ -87,6 +91,7 @@ impl ClusterConfig {
             offsets_partitions: 50,
             offsets_replication_factor: 3,
             offsets_compact_after: 10_000,
+            max_partitions: 1_000_000,
         }
     }
 

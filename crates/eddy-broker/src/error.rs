@@ -26,6 +26,10 @@ pub enum BrokerError {
     /// A topic of this name exists.
     #[error("topic {0} already exists")]
     TopicExists(TopicName),
+    /// The request breaks a limit of the node (Kafka's POLICY_VIOLATION), such as
+    /// `max_partitions`; nothing of it was made.
+    #[error("{0}")]
+    PolicyViolation(String),
     /// The topic exists but not this partition.
     #[error("topic {topic} has no partition {partition}")]
     UnknownPartition {
@@ -273,6 +277,7 @@ impl ClassifyError for BrokerError {
                 ErrorKind::NotFound
             }
             BrokerError::TopicExists(_) => ErrorKind::AlreadyExists,
+            BrokerError::PolicyViolation(_) => ErrorKind::Invalid,
             BrokerError::NotLeader { .. }
             | BrokerError::LeaderNotAvailable { .. }
             | BrokerError::FencedLeaderEpoch { .. }

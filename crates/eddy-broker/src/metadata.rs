@@ -82,6 +82,12 @@ pub struct ClusterMetadata {
     pub next_producer_id: i64,
     /// Bumped at every change.
     pub version: u64,
+    /// Partition replicas this node may hold, over all its brokers (`max_partitions`);
+    /// creating past it is a policy violation. Not persisted.
+    pub replica_limit: u64,
+    /// Partitions and replicas of all topics, kept with `topics` (see [`Self::recount`]).
+    partition_count: u64,
+    replica_count: u64,
 }
 
 /// What a change did, for the controller to persist and announce.
@@ -102,6 +108,11 @@ impl Changes {
     }
 }
 
+/// Replicas of a topic's partitions.
+fn replicas_of(t: &TopicMeta) -> u64 {
+    t.partitions.iter().map(|p| p.replicas.len() as u64).sum()
+}
+
 impl ClusterMetadata {
     /// An empty cluster with `brokers` brokers, all alive.
     pub fn new(name: impl Into<String>, brokers: u32) -> ClusterMetadata {
@@ -113,7 +124,39 @@ impl ClusterMetadata {
             next_partition_id: 0,
             next_producer_id: 0,
             version: 0,
+            replica_limit: u64::MAX,
+            partition_count: 0,
+            replica_count: 0,
         }
+    }
+
+    /// Recounts partitions and replicas after `topics` was filled directly (at load).
+    pub fn recount(&mut self) {
+        self.partition_count = self
+            .topics
+            .values()
+            .map(|t| t.partitions.len() as u64)
+            .sum();
+        self.replica_count = self.topics.values().map(|t| replicas_of(t)).sum();
+    }
+
+    /// Partition replicas of all topics.
+    pub fn replica_count(&self) -> u64 {
+        self.replica_count
+    }
+
+    /// Refuses `count` more partitions of `rf` replicas past `replica_limit`.
+    fn check_room(&self, topic: &str, count: u32, rf: u32) -> Result<(), BrokerError> {
+        let asked = u64::from(count) * u64::from(rf);
+        if self.replica_count.saturating_add(asked) > self.replica_limit {
+            return Err(BrokerError::PolicyViolation(format!(
+                "{topic}: {count} partitions of {rf} replicas would make {} partition replicas on this node; max_partitions is {} ({} used)",
+                self.replica_count.saturating_add(asked),
+                self.replica_limit,
+                self.replica_count
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn record(&self) -> ClusterRecord {
@@ -159,11 +202,7 @@ impl ClusterMetadata {
         rf: u32,
     ) -> Result<Vec<PartitionMeta>, BrokerError> {
         let n = self.brokers;
-        let total: u64 = self
-            .topics
-            .values()
-            .map(|t| t.partitions.len() as u64)
-            .sum();
+        let total = self.partition_count;
         let mut out = Vec::with_capacity(count as usize);
         for i in 0..count {
             let start = ((total + u64::from(i)) % u64::from(n)) as u32;
@@ -237,6 +276,7 @@ impl ClusterMetadata {
             return Err(invalid("retention.ms must be positive (or unset)".into()));
         }
         let retention_bytes = request.retention_bytes.unwrap_or(defaults.retention_bytes);
+        self.check_room(name.as_str(), partitions, rf)?;
         let saved_next = self.next_partition_id;
         let parts = match self.assign(0, partitions, rf) {
             Ok(p) => p,
@@ -256,6 +296,8 @@ impl ClusterMetadata {
             partitions: parts,
             version,
         });
+        self.partition_count += u64::from(partitions);
+        self.replica_count += u64::from(partitions) * u64::from(rf);
         self.topics.insert(name, topic.clone());
         Ok(topic)
     }
@@ -285,6 +327,7 @@ impl ClusterMetadata {
             });
         }
         let rf = t.partitions.first().map_or(1, |p| p.replicas.len() as u32);
+        self.check_room(topic, total - have, rf)?;
         let saved_next = self.next_partition_id;
         let new = match self.assign(have, total - have, rf) {
             Ok(p) => p,
@@ -294,6 +337,8 @@ impl ClusterMetadata {
             }
         };
         let version = self.bump();
+        self.partition_count += u64::from(total - have);
+        self.replica_count += u64::from(total - have) * u64::from(rf);
         let mut t = (*t).clone();
         t.partitions.extend(new.iter().cloned());
         t.version = version;
@@ -307,6 +352,10 @@ impl ClusterMetadata {
             .topics
             .remove(topic)
             .ok_or_else(|| BrokerError::UnknownTopic(topic.to_owned()))?;
+        self.partition_count = self
+            .partition_count
+            .saturating_sub(t.partitions.len() as u64);
+        self.replica_count = self.replica_count.saturating_sub(replicas_of(&t));
         self.bump();
         Ok(t)
     }
@@ -713,5 +762,39 @@ mod tests {
         let gone = m.delete_topic("a").unwrap();
         assert_eq!(gone.partitions.len(), 4);
         assert!(matches!(m.topic("a"), Err(BrokerError::UnknownTopic(_))));
+    }
+
+    #[test]
+    fn test_replica_limit_refuses_and_keeps_what_exists() {
+        let mut m = cluster(3);
+        m.replica_limit = 10;
+        let d = TopicDefaults::default();
+        // 3 partitions of 3 replicas: 9 of 10.
+        m.create_topic(&topic("a", 3), &d).unwrap();
+        assert_eq!(m.replica_count(), 9);
+        let version = m.version;
+        let next = m.next_partition_id;
+        let err = m.create_topic(&topic("b", 1), &d).unwrap_err();
+        assert!(matches!(err, BrokerError::PolicyViolation(_)), "{err}");
+        assert!(err.to_string().contains("max_partitions is 10"), "{err}");
+        assert!(matches!(
+            m.add_partitions("a", 4),
+            Err(BrokerError::PolicyViolation(_))
+        ));
+        // Nothing changed: no topic, no partition id, no version.
+        assert!(m.topic("b").is_err());
+        assert_eq!(m.topic("a").unwrap().partitions.len(), 3);
+        assert_eq!((m.version, m.next_partition_id), (version, next));
+        // One replica fits.
+        m.create_topic(&NewTopic::new("c").replication_factor(1), &d)
+            .unwrap();
+        assert_eq!(m.replica_count(), 10);
+        // Deleting frees room, and a recount agrees with the running count.
+        m.delete_topic("a").unwrap();
+        assert_eq!(m.replica_count(), 1);
+        m.create_topic(&topic("b", 3), &d).unwrap();
+        let counted = m.replica_count();
+        m.recount();
+        assert_eq!(m.replica_count(), counted);
     }
 }

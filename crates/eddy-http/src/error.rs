@@ -77,6 +77,9 @@ impl HttpError {
             HttpError::Client(ClientError::CommitFailed(_)) => {
                 return (StatusCode::CONFLICT, "commit_failed")
             }
+            HttpError::Broker(BrokerError::PolicyViolation(_)) => {
+                return (StatusCode::CONFLICT, "policy_violation")
+            }
             HttpError::Broker(e) => e.kind(),
             HttpError::Client(e) => e.kind(),
         };
@@ -149,6 +152,11 @@ mod tests {
             ),
             (HttpError::BadRequest("x".into()), 400, "invalid_request"),
             (HttpError::Conflict("x".into()), 409, "already_exists"),
+            (
+                HttpError::Broker(BrokerError::PolicyViolation("x".into())),
+                409,
+                "policy_violation",
+            ),
             (
                 HttpError::Client(ClientError::RecordTooLarge { size: 2, limit: 1 }),
                 413,

@@ -594,3 +594,29 @@ fn the_openapi_document_is_served() {
     // Without a recorder, /metrics says so.
     assert_error(&s.get("/metrics"), 404, "not_found");
 }
+
+#[test]
+fn topics_past_max_partitions_are_a_409_and_nothing_is_lost() {
+    let s = Server::start_configured(common::test_http_config(), None, |c| c.max_partitions = 30);
+    s.post_expect(
+        "/topics",
+        json!({"name": "user_1", "partitions": 10, "replication_factor": 3}),
+        201,
+    );
+    s.post_expect(
+        "/events",
+        json!({"topic": "user_1", "partition": 9, "value": "kept"}),
+        200,
+    );
+    let r = s.post("/topics", json!({"name": "user_2", "partitions": 1}));
+    assert_error(&r, 409, "policy_violation");
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(body.contains("max_partitions is 30"), "{body}");
+    assert_error(&s.get("/topics/user_2"), 404, "not_found");
+    assert_eq!(s.get_ok("/topics/user_1")["partition_count"], 10);
+    let read = s.get_ok("/events?topic=user_1&partition=9&wait_ms=0");
+    assert_eq!(read["records"][0]["value"], "kept");
+    // Deleting a topic makes room again.
+    assert_eq!(s.delete("/topics/user_1").status, 204);
+    s.post_expect("/topics", json!({"name": "user_2", "partitions": 10}), 201);
+}

@@ -45,6 +45,7 @@ fn code(e: &BrokerError, stopped: E) -> i16 {
             E::UnknownTopicOrPartition
         }
         BrokerError::TopicExists(_) => E::TopicAlreadyExists,
+        BrokerError::PolicyViolation(_) => E::PolicyViolation,
         BrokerError::NotLeader { .. } | BrokerError::LeaderChanged { .. } => E::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable { .. } => E::LeaderNotAvailable,
         BrokerError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,

@@ -233,3 +233,60 @@ fn test_garbage_and_corrupt_batches_are_refused_with_corrupt_message_and_nothing
     });
     server.stop();
 }
+
+/// Topics past `max_partitions` are refused with POLICY_VIOLATION and a message; the rest of
+/// the request, and every topic made before, stays.
+#[test]
+fn test_create_topics_past_max_partitions_is_a_policy_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_configured(
+        dir.path(),
+        eddy_kafka::KafkaConfig {
+            base_port: 0,
+            ..eddy_kafka::KafkaConfig::default()
+        },
+        |c| c.max_partitions = 30,
+    );
+    let addr = server.addr(0);
+    let topic = |name: &str, partitions: i32| {
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = TopicName(StrBytes::from_string(name.into()));
+        t.num_partitions = partitions;
+        t.replication_factor = 3;
+        t
+    };
+    server.block_on(async move {
+        let mut w = Wire::connect(addr).await;
+        let mut r = CreateTopicsRequest::default();
+        r.timeout_ms = 10_000;
+        // 7 x 3 = 21 replicas fit; 4 more partitions (12) would make 33.
+        r.topics = vec![topic("user_1", 7), topic("user_2", 4), topic("user_3", 1)];
+        let resp = w.request(5, &r).await.unwrap();
+        let codes: Vec<i16> = resp.topics.iter().map(|t| t.error_code).collect();
+        assert_eq!(codes, vec![0, E::PolicyViolation.code(), 0], "{resp:?}");
+        let message = resp.topics[1].error_message.as_ref().unwrap().to_string();
+        assert!(message.contains("max_partitions is 30"), "{message}");
+        // A produce to the existing topics still works; the refused one is not there.
+        let mut m = MetadataRequest::default();
+        m.topics = None;
+        let meta = w.request(12, &m).await.unwrap();
+        let mut names: Vec<(String, usize)> = meta
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().unwrap().to_string(), t.partitions.len()))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![("user_1".to_string(), 7), ("user_3".to_string(), 1)]
+        );
+        let mut p = produce_req(good_batch());
+        p.topic_data[0].name = TopicName(StrBytes::from_static_str("user_1"));
+        let resp = w.request(9, &p).await.unwrap();
+        assert_eq!(
+            resp.responses[0].partition_responses[0].error_code, 0,
+            "{resp:?}"
+        );
+    });
+    server.stop();
+}

@@ -45,6 +45,10 @@ pub(crate) struct ServeArgs {
     /// Create a topic on first produce or fetch [default: true].
     #[arg(long, env = "EDDY_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     auto_create_topics: Option<bool>,
+    /// Partition replicas the node may hold over all its brokers (a topic of 10 partitions
+    /// at replication factor 3 takes 30); creating past it is refused [default: 1000000].
+    #[arg(long, env = "EDDY_MAX_PARTITIONS", value_name = "N")]
+    max_partitions: Option<u64>,
     /// The HTTP API's address [default: --host].
     #[arg(long, env = "EDDY_HTTP_HOST", value_name = "HOST")]
     http_host: Option<String>,
@@ -115,6 +119,7 @@ struct FileConfig {
     kafka_port: Option<u16>,
     advertised_host: Option<String>,
     auto_create_topics: Option<bool>,
+    max_partitions: Option<u64>,
     http_host: Option<String>,
     http_port: Option<u16>,
     durability: Option<String>,
@@ -161,6 +166,7 @@ pub(crate) struct Settings {
     pub(crate) kafka_port: u16,
     pub(crate) advertised_host: Option<String>,
     pub(crate) auto_create_topics: bool,
+    pub(crate) max_partitions: u64,
     pub(crate) http_host: String,
     pub(crate) http_port: u16,
     pub(crate) durability: Durability,
@@ -258,6 +264,10 @@ impl ServeArgs {
                 .auto_create_topics
                 .or(file.auto_create_topics)
                 .unwrap_or(true),
+            max_partitions: self
+                .max_partitions
+                .or(file.max_partitions)
+                .unwrap_or(1_000_000),
             http_host: self
                 .http_host
                 .or(file.http_host)
@@ -387,6 +397,7 @@ pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
     let mut config = ClusterConfig::new(s.cluster.clone(), &s.data_dir);
     config.brokers = s.brokers;
     config.auto_create_topics = s.auto_create_topics;
+    config.max_partitions = s.max_partitions;
     config.log.durability = s.durability;
     config.log.page_cache_window = s.page_cache_window;
     let eddy = EmbeddedCluster::open(config)
@@ -485,6 +496,7 @@ mod tests {
             kafka_port: None,
             advertised_host: None,
             auto_create_topics: None,
+            max_partitions: None,
             http_host: None,
             http_port: None,
             durability: None,

@@ -57,6 +57,7 @@ pub(crate) async fn load(
     stores: &[LogStore],
 ) -> Result<ClusterMetadata, BrokerError> {
     let mut meta = ClusterMetadata::new(config.name.clone(), config.brokers);
+    meta.replica_limit = config.max_partitions;
     let mut best: BTreeMap<Vec<u8>, (u64, MetaRecord)> = BTreeMap::new();
     for store in stores {
         if let Some(MetaRecord::Cluster(r)) = store.get_meta::<MetaRecord>(CLUSTER_KEY)? {
@@ -90,6 +91,7 @@ pub(crate) async fn load(
             meta.topics.insert(t.name.clone(), Arc::new(t));
         }
     }
+    meta.recount();
     // Each directory holds exactly its replicas: a crash between writing partitions and
     // writing metadata (or the reverse, for a delete) leaves strays to remove or create.
     for (b, store) in stores.iter().enumerate() {

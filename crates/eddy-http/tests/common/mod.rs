@@ -31,10 +31,20 @@ impl Server {
     }
 
     pub fn start_with(config: HttpConfig, metrics: Option<eddy_metrics::Handle>) -> Server {
+        Server::start_configured(config, metrics, |_| {})
+    }
+
+    /// With the cluster's test settings changed by `change`.
+    pub fn start_configured(
+        config: HttpConfig,
+        metrics: Option<eddy_metrics::Handle>,
+        change: impl FnOnce(&mut eddy_broker::ClusterConfig),
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = eddy_broker::testing::config(dir.path());
         // Groups form at once: the tests have every member they will have.
         cluster.group.initial_rebalance_delay = Duration::from_millis(50);
+        change(&mut cluster);
         let eddy = EmbeddedCluster::open(cluster).unwrap();
         let http = HttpServer::start(eddy.cluster(), config.clone(), metrics.clone()).unwrap();
         let client = Client::new(http.local_addr().to_string(), Duration::from_secs(60));

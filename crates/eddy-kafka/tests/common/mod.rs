@@ -35,6 +35,15 @@ impl Server {
 
     /// With these listener settings (`base_port` should be 0).
     pub(crate) fn start_with(dir: &Path, kafka: KafkaConfig) -> Server {
+        Server::start_configured(dir, kafka, |_| {})
+    }
+
+    /// With these listener settings and the cluster's test settings changed by `change`.
+    pub(crate) fn start_configured(
+        dir: &Path,
+        kafka: KafkaConfig,
+        change: impl FnOnce(&mut ClusterConfig),
+    ) -> Server {
         let mut config = ClusterConfig::new("it", dir);
         config.log = LogConfig {
             map_size: 1 << 28,
@@ -45,6 +54,7 @@ impl Server {
         };
         config.auto_create_topics = true;
         config.group.initial_rebalance_delay = Duration::from_millis(300);
+        change(&mut config);
         let eddy = EmbeddedCluster::open(config).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
