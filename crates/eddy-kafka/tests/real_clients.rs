@@ -120,6 +120,19 @@ fn test_confluent_admin_client_creates_describes_grows_trims_and_deletes() {
 }
 
 #[test]
+fn test_confluent_two_thousand_partitions_acknowledged_and_read_once_by_a_regex_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let out = run(
+        script("confluent_many_partitions.py", &[&server.bootstrap()]),
+        Duration::from_secs(300),
+    );
+    // The phases' times, for whoever reads the test's output.
+    eprintln!("{}", out.trim());
+    server.stop();
+}
+
+#[test]
 fn test_a_full_restart_between_produce_and_consume_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let acked = dir.path().join("acked.txt");
