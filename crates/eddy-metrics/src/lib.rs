@@ -37,14 +37,15 @@ pub const PRODUCE_ERRORS: &str = "eddy_produce_errors_total";
 /// Time from a produce request reaching its leader to its answer at the asked acks level.
 /// Labels: `acks`.
 pub const PRODUCE_LATENCY: &str = "eddy_produce_latency_seconds";
-/// Consumer fetches answered by partition leaders. Labels: `topic`.
+/// Consumer fetches answered by partition leaders, once per topic a fetch reads (however
+/// many of its partitions). Labels: `topic`.
 pub const FETCH_REQUESTS: &str = "eddy_fetch_requests_total";
 /// Bytes returned to consumers. Labels: `topic`.
 pub const FETCH_BYTES: &str = "eddy_fetch_bytes_total";
 /// Records returned to consumers (counted from batch headers). Labels: `topic`.
 pub const FETCH_RECORDS: &str = "eddy_fetch_records_total";
-/// Time from a consumer fetch reaching its leader to its answer (long-poll waits included).
-/// Labels: `topic`.
+/// Time from a consumer fetch reaching its leader to its answer (long-poll waits included),
+/// one sample per topic a fetch reads. Labels: `topic`.
 pub const FETCH_LATENCY: &str = "eddy_fetch_latency_seconds";
 /// How far the follower replicas of one replication stream are behind their leader's log
 /// end, in records (offsets): the most of the partitions in its last answer. Labels:
@@ -219,7 +220,7 @@ pub const ALL: &[Metric] = &[
         FETCH_REQUESTS,
         Kind::Counter,
         Unit::Count,
-        "consumer fetches answered by partition leaders",
+        "consumer fetches answered by partition leaders, once per topic a fetch reads",
     ),
     m(
         FETCH_BYTES,

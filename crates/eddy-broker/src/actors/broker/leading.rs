@@ -63,6 +63,16 @@ struct LogRead {
     log_end: u64,
 }
 
+fn view_of(pid: PartitionId, core: &LeaderCore<Reply>) -> ReadView {
+    ReadView {
+        pid,
+        high_watermark: core.high_watermark(),
+        log_start: core.log_start(),
+        log_end: core.log_end(),
+        leader_epoch: core.epoch(),
+    }
+}
+
 impl Broker {
     /// The state a read of `topic`/`index` needs, if this broker leads it: from its leader
     /// state, or, with none (idle), from the log, where an idle leader left a high watermark
@@ -75,11 +85,28 @@ impl Broker {
         t: Instant,
     ) -> Result<ReadView, BrokerError> {
         let meta = self.shared.view.snapshot();
-        let p = super::check_leads(&meta, self.me(), topic, index)?;
+        let tm = meta.topic(topic)?;
+        self.read_view_of(tm, index, t)
+    }
+
+    /// [`Self::read_view`] of a topic already looked up in the current metadata: what a fetch
+    /// of thousands of partitions does for each, so a partition with leader state of the
+    /// current epoch costs two lookups.
+    fn read_view_of(
+        &mut self,
+        tm: &crate::metadata::TopicMeta,
+        index: u32,
+        t: Instant,
+    ) -> Result<ReadView, BrokerError> {
+        let p = super::leads_of(tm, self.me(), index)?;
         let pid = p.id;
         let epoch = p.leader_epoch;
-        let stateless = !self.leaders.contains_key(&pid) && !self.following.contains_key(&pid);
-        if stateless {
+        if let Some(led) = self.leaders.get_mut(&pid) {
+            if led.core.epoch() == epoch {
+                led.core.touch(t);
+                return Ok(view_of(pid, &led.core));
+            }
+        } else if !self.following.contains_key(&pid) {
             let o = self.shared.log.offsets(pid)?;
             if o.high_watermark >= o.log_end {
                 return Ok(ReadView {
@@ -91,15 +118,30 @@ impl Broker {
                 });
             }
         }
-        let pid = self.led(topic, index, t)?;
-        let core = &self.led_core(pid)?;
-        Ok(ReadView {
-            pid,
-            high_watermark: core.high_watermark(),
-            log_start: core.log_start(),
-            log_end: core.log_end(),
-            leader_epoch: core.epoch(),
-        })
+        let pid = self.led(tm.name.as_str(), index, t)?;
+        Ok(view_of(pid, self.led_core(pid)?))
+    }
+
+    /// [`Self::read_view`] of many partitions: one metadata snapshot, each topic looked up
+    /// once per run of its partitions (a fetch lists them topic by topic).
+    pub(super) fn read_views<'a>(
+        &mut self,
+        partitions: impl Iterator<Item = (&'a str, u32)>,
+        t: Instant,
+    ) -> Vec<Result<ReadView, BrokerError>> {
+        let meta = self.shared.view.snapshot();
+        let mut topic: Option<(&str, Option<&std::sync::Arc<crate::metadata::TopicMeta>>)> = None;
+        let mut out = Vec::with_capacity(partitions.size_hint().0);
+        for (name, index) in partitions {
+            if topic.is_none_or(|(n, _)| n != name) {
+                topic = Some((name, meta.topics.get(name)));
+            }
+            out.push(match topic.and_then(|(_, tm)| tm) {
+                Some(tm) => self.read_view_of(tm, index, t),
+                None => Err(BrokerError::UnknownTopic(name.to_owned())),
+            });
+        }
+        out
     }
 
     fn led_core(&self, pid: PartitionId) -> Result<&LeaderCore<Reply>, BrokerError> {
@@ -254,9 +296,17 @@ impl Broker {
         let t = now();
         let n = msg.partitions.len();
         let mut replies: Vec<Result<FetchReply, BrokerError>> = Vec::with_capacity(n);
+        let mut pids: Vec<Option<PartitionId>> = Vec::with_capacity(n);
         let mut reads = Vec::new();
-        for (slot, p) in msg.partitions.iter().enumerate() {
-            match self.read_view(&p.topic, p.partition, t) {
+        let views = self.read_views(
+            msg.partitions
+                .iter()
+                .map(|p| (p.topic.as_str(), p.partition)),
+            t,
+        );
+        for ((slot, p), view) in msg.partitions.iter().enumerate().zip(views) {
+            pids.push(view.as_ref().ok().map(|v| v.pid));
+            match view {
                 Err(e) => replies.push(Err(e)),
                 Ok(v) => {
                     let at_end = p.offset >= v.high_watermark
@@ -283,7 +333,7 @@ impl Broker {
             }
         }
         if reads.is_empty() {
-            self.fetch_read(msg, tx, started, replies, ctx);
+            self.fetch_read(msg, tx, started, replies, pids, ctx);
             return;
         }
         let log = self.shared.log.clone();
@@ -313,7 +363,7 @@ impl Broker {
                     }
                 }
             }
-            act.fetch_read(msg, tx, started, replies, ctx);
+            act.fetch_read(msg, tx, started, replies, pids, ctx);
         }));
     }
 
@@ -325,6 +375,7 @@ impl Broker {
         tx: FetchTx,
         started: Instant,
         replies: Vec<Result<FetchReply, BrokerError>>,
+        pids: Vec<Option<PartitionId>>,
         ctx: &mut Context<Self>,
     ) {
         let bytes: usize = replies
@@ -345,15 +396,8 @@ impl Broker {
         let t = now();
         let mut watched = Vec::with_capacity(replies.len());
         let mut moved = false;
-        for (p, r) in msg.partitions.iter().zip(&replies) {
-            let Ok(r) = r else { continue };
-            let Ok(pv) = self
-                .shared
-                .view
-                .snapshot()
-                .partition(&p.topic, p.partition)
-                .map(|m| m.id)
-            else {
+        for (pid, r) in pids.iter().zip(&replies) {
+            let (Ok(r), Some(pv)) = (r, *pid) else {
                 continue;
             };
             // The mark may have moved while the read ran.
@@ -387,13 +431,30 @@ impl Broker {
         started: Instant,
         replies: Vec<Result<FetchReply, BrokerError>>,
     ) {
+        // Per topic, not per partition: a fetch of thousands of partitions is one sample of
+        // each of its topics.
+        let mut run: Option<(&str, u64, u64)> = None;
+        let mut count = |run: Option<(&str, u64, u64)>| {
+            if let Some((topic, bytes, records)) = run {
+                if let Ok(t) = eddy_types::TopicName::new(topic) {
+                    self.topic_metrics.get(&t).fetched(bytes, records, started);
+                }
+            }
+        };
         for (p, r) in msg.partitions.iter().zip(&replies) {
-            if let Ok(r) = r {
-                if let Ok(t) = eddy_types::TopicName::new(&p.topic) {
-                    self.topic_metrics.get(&t).fetched(&r.records, started);
+            let Ok(r) = r else { continue };
+            if run.is_none_or(|(topic, _, _)| topic != p.topic) {
+                count(run.take());
+                run = Some((p.topic.as_str(), 0, 0));
+            }
+            if let Some((_, bytes, records)) = run.as_mut() {
+                if !r.records.is_empty() {
+                    *bytes += r.records.len() as u64;
+                    *records += crate::records::count_records(&r.records);
                 }
             }
         }
+        count(run);
         let _ = tx.send(replies);
     }
 
@@ -717,8 +778,14 @@ impl Handler<AwaitRecords> for Broker {
         let t = now();
         let mut watched = Vec::with_capacity(msg.partitions.len());
         let mut ready = msg.max_wait.is_zero();
-        for p in &msg.partitions {
-            match self.read_view(&p.topic, p.partition, t) {
+        let views = self.read_views(
+            msg.partitions
+                .iter()
+                .map(|p| (p.topic.as_str(), p.partition)),
+            t,
+        );
+        for (p, view) in msg.partitions.iter().zip(views) {
+            match view {
                 Ok(v) if v.high_watermark <= p.offset => watched.push((v.pid, p.offset)),
                 // Records past the offset, or an error to tell: the caller reads now.
                 _ => ready = true,

@@ -82,13 +82,13 @@ impl TopicMetrics {
         }
     }
 
-    /// Counts a partition's fetch once, when it is answered.
-    fn fetched(&self, records: &bytes::Bytes, started: Instant) {
+    /// Counts one fetch's partitions of this topic once, when it is answered: `bytes` and
+    /// `records` summed over them, one latency sample.
+    fn fetched(&self, bytes: u64, records: u64, started: Instant) {
         self.fetch_requests.increment(1);
-        if !records.is_empty() {
-            self.fetch_bytes.increment(records.len() as u64);
-            self.fetch_records
-                .increment(crate::records::count_records(records));
+        if bytes > 0 {
+            self.fetch_bytes.increment(bytes);
+            self.fetch_records.increment(records);
         }
         self.fetch_latency
             .record(now().saturating_duration_since(started).as_secs_f64());
@@ -757,15 +757,30 @@ pub(super) fn check_leads<'m>(
     topic: &str,
     index: u32,
 ) -> Result<&'m crate::metadata::PartitionMeta, BrokerError> {
-    let p = meta.partition(topic, index)?;
+    leads_of(meta.topic(topic)?, me, index)
+}
+
+/// [`check_leads`] on a topic already looked up (a fetch's partitions come topic by topic).
+pub(super) fn leads_of(
+    t: &crate::metadata::TopicMeta,
+    me: BrokerId,
+    index: u32,
+) -> Result<&crate::metadata::PartitionMeta, BrokerError> {
+    let p = t
+        .partitions
+        .get(index as usize)
+        .ok_or_else(|| BrokerError::UnknownPartition {
+            topic: t.name.clone(),
+            partition: index,
+        })?;
     match p.leader {
         Some(l) if l == me => Ok(p),
         None => Err(BrokerError::LeaderNotAvailable {
-            topic: meta.topic(topic)?.name.clone(),
+            topic: t.name.clone(),
             partition: index,
         }),
         Some(l) => Err(BrokerError::NotLeader {
-            topic: meta.topic(topic)?.name.clone(),
+            topic: t.name.clone(),
             partition: index,
             broker: me,
             leader: Some(l),
