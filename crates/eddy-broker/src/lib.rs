@@ -69,6 +69,7 @@ pub mod records;
 pub mod replication;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod watermarks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -140,6 +140,11 @@ impl ClusterMetadata {
         self.replica_count = self.topics.values().map(|t| replicas_of(t)).sum();
     }
 
+    /// Partitions of all topics.
+    pub fn partition_count(&self) -> u64 {
+        self.partition_count
+    }
+
     /// Partition replicas of all topics.
     pub fn replica_count(&self) -> u64 {
         self.replica_count

@@ -171,6 +171,34 @@ impl OffsetsState {
         self.groups.get(group)
     }
 
+    /// The sum of the offsets `group` committed for the partitions of `topic`.
+    pub fn committed_sum(&self, group: &str, topic: &str) -> i64 {
+        let Some(g) = self.groups.get(group) else {
+            return 0;
+        };
+        let from = (topic.to_owned(), 0);
+        g.offsets
+            .range(from..)
+            .take_while(|((t, _), _)| t == topic)
+            .map(|(_, o)| o.offset.max(0))
+            .fold(0i64, i64::saturating_add)
+    }
+
+    /// Every (group, topic) with committed offsets here.
+    pub fn group_topics(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (group, records) in &self.groups {
+            let mut last: Option<&str> = None;
+            for (t, _) in records.offsets.keys() {
+                if last != Some(t.as_str()) {
+                    out.push((group.clone(), t.clone()));
+                    last = Some(t.as_str());
+                }
+            }
+        }
+        out
+    }
+
     /// The groups with records here.
     pub fn groups(&self) -> impl Iterator<Item = (&String, &GroupRecords)> {
         self.groups.iter()
@@ -311,6 +339,22 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(copy, s);
+        // Per (group, topic) sums, for `/metrics` at any number of partitions.
+        s.apply(
+            &key("g", "chat2", 0).encode().unwrap(),
+            Some(&offset(100).encode().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(s.committed_sum("g", "chat"), 11);
+        assert_eq!(s.committed_sum("g", "chat2"), 100);
+        assert_eq!(s.committed_sum("g", "cha"), 0);
+        assert_eq!(s.committed_sum("other", "chat"), 0);
+        assert_eq!(
+            s.group_topics(),
+            vec![("g".into(), "chat".into()), ("g".into(), "chat2".into())]
+        );
+        s.apply(&key("g", "chat2", 0).encode().unwrap(), None)
+            .unwrap();
         s.apply(&k, None).unwrap();
         s.apply(&key("g", "chat", 1).encode().unwrap(), None)
             .unwrap();

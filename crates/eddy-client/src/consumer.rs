@@ -327,6 +327,48 @@ struct PartitionState {
     committed: Option<u64>,
     /// The partition's high watermark at the last fetch answered.
     high_watermark: Option<u64>,
+    /// Its share of `eddy_consumer_topic_lag_records`.
+    lag: TopicLagShare,
+}
+
+/// A partition's lag as added to its topic's `eddy_consumer_topic_lag_records`, taken back
+/// when the partition leaves the consumer (revoked, unassigned, or the consumer dropped).
+#[derive(Default)]
+struct TopicLagShare(Option<(metrics::Gauge, u64)>);
+
+impl TopicLagShare {
+    fn set(&mut self, group: &str, topic: &str, lag: u64) {
+        let (gauge, last) = self.0.get_or_insert_with(|| {
+            let g = metrics::gauge!(
+                eddy_metrics::CONSUMER_TOPIC_LAG,
+                "group" => group.to_owned(),
+                "topic" => topic.to_owned()
+            );
+            (g, 0)
+        });
+        if lag >= *last {
+            gauge.increment((lag - *last) as f64);
+        } else {
+            gauge.decrement((*last - lag) as f64);
+        }
+        *last = lag;
+    }
+}
+
+impl Drop for TopicLagShare {
+    fn drop(&mut self) {
+        if let Some((gauge, last)) = self.0.take() {
+            gauge.decrement(last as f64);
+        }
+    }
+}
+
+impl std::fmt::Debug for TopicLagShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TopicLagShare")
+            .field(&self.0.as_ref().map(|(_, l)| *l))
+            .finish()
+    }
 }
 
 /// A group or standalone consumer over a [`Cluster`]. See the [module docs](self).
@@ -1091,13 +1133,17 @@ impl Consumer {
                     st.position = Some(next); // only control records or a compacted gap
                 }
                 st.high_watermark = Some(reply.high_watermark);
-                metrics::gauge!(
-                    eddy_metrics::CONSUMER_LAG,
-                    "group" => self.group_label.clone(),
-                    "topic" => tp.0.clone(),
-                    "partition" => tp.1.to_string()
-                )
-                .set(reply.high_watermark.saturating_sub(next) as f64);
+                let lag = reply.high_watermark.saturating_sub(next);
+                st.lag.set(&self.group_label, &tp.0, lag);
+                if eddy_metrics::partition_series() {
+                    metrics::gauge!(
+                        eddy_metrics::CONSUMER_LAG,
+                        "group" => self.group_label.clone(),
+                        "topic" => tp.0.clone(),
+                        "partition" => tp.1.to_string()
+                    )
+                    .set(lag as f64);
+                }
                 Ok(any)
             }
             Err(e) if e.is_offset_out_of_range() => {

@@ -11,7 +11,6 @@ use common::*;
 use eddy_broker::records::encode_batch;
 use eddy_client::{Consumer, ConsumerConfig, OffsetReset};
 use eddy_types::Acks;
-use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// The sample of `name` with exactly these labels, if exported.
 fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
@@ -23,8 +22,8 @@ fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
 
 #[test]
 fn test_lag_rebalances_and_commits_are_exported() {
-    let prometheus = PrometheusBuilder::new().install_recorder().unwrap();
-    eddy_metrics::describe();
+    // Eddy's recorder, as `eddy serve` installs it (high watermarks are read at scrape time).
+    let prometheus = eddy_metrics::install().unwrap();
     let dir = tempfile::tempdir().unwrap();
     paused(async {
         let c = start_with_topic(dir.path(), "t", 1).await;
@@ -80,6 +79,18 @@ fn test_lag_rebalances_and_commits_are_exported() {
         let hw = sample(&text, "eddy_partition_high_watermark", tp).unwrap();
         let committed = sample(&text, "eddy_group_committed_offset", &group_tp).unwrap();
         assert_eq!((hw, committed), (8.0, 5.0));
+        // The same per topic: what stays when per-partition series are off.
+        let t = r#"topic="t""#;
+        let group_t = r#"group="g",topic="t""#;
+        assert_eq!(sample(&text, "eddy_topic_high_watermark", t), Some(8.0));
+        assert_eq!(
+            sample(&text, "eddy_group_topic_committed_offset", group_t),
+            Some(5.0)
+        );
+        assert_eq!(
+            sample(&text, "eddy_consumer_topic_lag_records", group_t),
+            Some(0.0)
+        );
         assert!(text.contains("# HELP eddy_consumer_lag_records"));
 
         consumer.close().await.unwrap();

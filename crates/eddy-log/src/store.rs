@@ -1041,6 +1041,31 @@ impl LogStore {
         Ok(out)
     }
 
+    /// The checkpointed high watermark of every partition in this directory, ascending by
+    /// id, read in one transaction. A partition whose state does not decode is left out (and
+    /// reported by any other read of it).
+    pub fn high_watermarks(&self) -> Result<Vec<(PartitionId, u64)>, LogError> {
+        let view = self.view()?;
+        let txn = view.read_txn(&self.inner.ctx)?;
+        let ctx = &self.inner.ctx;
+        let iter = view
+            .dbs
+            .meta
+            .prefix_iter(&txn, STATE_PREFIX)
+            .map_err(|e| ctx.heed(e))?;
+        let mut out = Vec::new();
+        for kv in iter {
+            let (k, v) = kv.map_err(|e| ctx.heed(e))?;
+            if let (Some(p), Ok(st)) = (
+                state_key_partition(k),
+                rmp_serde::from_slice::<crate::state::PartitionState>(v),
+            ) {
+                out.push((p, st.high_watermark));
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads a metadata record.
     pub fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, LogError> {
         let view = self.view()?;

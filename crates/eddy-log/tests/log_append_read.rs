@@ -511,6 +511,14 @@ fn test_partitions_are_created_once_and_deleted_with_their_batches() {
         Err(LogError::UnknownPartition(_))
     ));
     assert_eq!(log.read(PartitionId(3), 0, usize::MAX).unwrap().batches, 1);
+    // Every partition's checkpointed high watermark in one read.
+    log.checkpoint_high_watermarks(vec![(PartitionId(3), 2)])
+        .wait()
+        .unwrap();
+    assert_eq!(
+        log.high_watermarks().unwrap(),
+        vec![(PartitionId(1), 0), (PartitionId(3), 2)]
+    );
 }
 
 #[test]

@@ -8,6 +8,12 @@
 //! `partition`, `broker`, `group`, `strategy`; never a message, key or context id. Counters are
 //! bumped once per batch or request, not once per record.
 //!
+//! Cardinality: a node may hold a million partitions. Series labelled with a `partition` are
+//! kept only while the node holds at most [`partition_series_limit`] partitions (10,000 by
+//! default); past it they are dropped and only their per-topic sums remain
+//! ([`TOPIC_HIGH_WATERMARK`], [`GROUP_TOPIC_COMMITTED_OFFSET`], [`CONSUMER_TOPIC_LAG`]), and
+//! histograms lose their `topic` label (one distribution for the node). See `series`.
+//!
 //! # Layout
 //! - One `pub const` per metric, grouped by subsystem.
 //! - [`ALL`]: every metric with its kind and description; [`describe`] registers the
@@ -24,8 +30,13 @@
 use metrics::Unit;
 
 mod recorder;
+mod series;
 pub use recorder::{
     buckets_for, install, topic_created, topic_deleted, Error, Handle, Recorder, FORGET_FOR,
+};
+pub use series::{
+    partition_series, partition_series_limit, register_collector, series_epoch,
+    set_cluster_partitions, set_partition_series_limit, Collector, Samples, PARTITION_SERIES_LIMIT,
 };
 
 /// Records appended by partition leaders. Labels: `topic`.
@@ -88,19 +99,34 @@ pub const PRODUCER_BATCH_BYTES: &str = "eddy_producer_batch_bytes";
 
 /// Batches the embedded producer sent again after a retriable failure. Labels: `topic`.
 pub const PRODUCER_RETRIES: &str = "eddy_producer_retries_total";
-/// A partition's high watermark, set by its leader as it moves. Labels: `topic`, `partition`.
-/// With [`GROUP_COMMITTED_OFFSET`] it gives every group's lag in PromQL, whatever the client.
+/// A partition's high watermark, as its leader last set it (read at scrape time). Labels:
+/// `topic`, `partition`. A per-partition series: off while the node holds more partitions
+/// than [`partition_series_limit`]. With [`GROUP_COMMITTED_OFFSET`] it gives every group's
+/// lag in PromQL, whatever the client.
 pub const PARTITION_HIGH_WATERMARK: &str = "eddy_partition_high_watermark";
+/// The sum of a topic's partitions' high watermarks: how many records the topic ever took,
+/// less those truncated away. With [`GROUP_TOPIC_COMMITTED_OFFSET`] it gives a group's lag
+/// per topic at any number of partitions. Labels: `topic`.
+pub const TOPIC_HIGH_WATERMARK: &str = "eddy_topic_high_watermark";
 /// Consumer groups that completed a rebalance into a new generation (at the coordinator).
 /// Labels: `group`.
 pub const GROUP_REBALANCES: &str = "eddy_group_rebalances_total";
 /// Offset commit requests written to `__consumer_offsets` (at the coordinator). Labels: `group`.
 pub const GROUP_OFFSET_COMMITS: &str = "eddy_group_offset_commits_total";
 /// The offset a group last committed for a partition. Labels: `group`, `topic`, `partition`.
+/// A per-partition series (see [`partition_series`]).
 pub const GROUP_COMMITTED_OFFSET: &str = "eddy_group_committed_offset";
+/// The sum of the offsets a group committed for a topic's partitions (at the coordinator).
+/// [`TOPIC_HIGH_WATERMARK`] minus it is the group's lag on the topic, when the group has
+/// committed every partition of it. Labels: `group`, `topic`.
+pub const GROUP_TOPIC_COMMITTED_OFFSET: &str = "eddy_group_topic_committed_offset";
 /// An embedded consumer's lag: the high watermark minus its fetch position, at its last
-/// fetch. Labels: `group` (empty without one), `topic`, `partition`.
+/// fetch. Labels: `group` (empty without one), `topic`, `partition`. A per-partition series
+/// (see [`partition_series`]).
 pub const CONSUMER_LAG: &str = "eddy_consumer_lag_records";
+/// An embedded consumer's lag summed over the partitions of a topic it holds. Labels:
+/// `group` (empty without one), `topic`.
+pub const CONSUMER_TOPIC_LAG: &str = "eddy_consumer_topic_lag_records";
 /// Rebalances an embedded consumer went through (each join into a generation).
 /// Labels: `group`.
 pub const CONSUMER_REBALANCES: &str = "eddy_consumer_rebalances_total";
@@ -391,6 +417,12 @@ pub const ALL: &[Metric] = &[
         "a partition's high watermark, set by its leader",
     ),
     m(
+        TOPIC_HIGH_WATERMARK,
+        Kind::Gauge,
+        Unit::Count,
+        "the sum of a topic's partitions' high watermarks",
+    ),
+    m(
         GROUP_REBALANCES,
         Kind::Counter,
         Unit::Count,
@@ -407,6 +439,18 @@ pub const ALL: &[Metric] = &[
         Kind::Gauge,
         Unit::Count,
         "the offset a group last committed for a partition",
+    ),
+    m(
+        GROUP_TOPIC_COMMITTED_OFFSET,
+        Kind::Gauge,
+        Unit::Count,
+        "the sum of the offsets a group committed for a topic's partitions",
+    ),
+    m(
+        CONSUMER_TOPIC_LAG,
+        Kind::Gauge,
+        Unit::Count,
+        "an embedded consumer's lag summed over a topic's partitions",
     ),
     m(
         CONSUMER_LAG,

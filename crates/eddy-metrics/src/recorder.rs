@@ -59,10 +59,26 @@ struct TopicSeries {
     histograms: Mutex<HashMap<Key, metrics_util::storage::Histogram>>,
     /// Deleted topics, and when they were deleted.
     forgotten: Mutex<HashMap<String, Instant>>,
+    /// The [`crate::series_epoch`] of the last [`TopicSeries::drop_detail`].
+    dropped_at: std::sync::atomic::AtomicU64,
 }
 
 fn topic_of(key: &Key) -> Option<&str> {
     key.labels().find(|l| l.key() == "topic").map(|l| l.value())
+}
+
+fn has_partition(key: &Key) -> bool {
+    key.labels().any(|l| l.key() == "partition")
+}
+
+/// `key` without its `topic` label.
+fn without_topic(key: &Key) -> Key {
+    let labels: Vec<metrics::Label> = key
+        .labels()
+        .filter(|l| l.key() != "topic")
+        .cloned()
+        .collect();
+    Key::from_parts(key.name().to_owned(), labels)
 }
 
 impl TopicSeries {
@@ -71,6 +87,7 @@ impl TopicSeries {
             registry: Registry::atomic(),
             histograms: Mutex::new(HashMap::new()),
             forgotten: Mutex::new(HashMap::new()),
+            dropped_at: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -104,9 +121,26 @@ impl TopicSeries {
             .remove(topic);
     }
 
+    /// Drops the series that [`crate::partition_series`] being off excludes: every series
+    /// labelled with a partition, and the per-topic histograms (once per change).
+    fn drop_detail(&self) {
+        let epoch = crate::series_epoch();
+        if self.dropped_at.swap(epoch, Ordering::AcqRel) == epoch || crate::partition_series() {
+            return;
+        }
+        self.registry.retain_counters(|k, _| !has_partition(k));
+        self.registry.retain_gauges(|k, _| !has_partition(k));
+        self.registry.retain_histograms(|_, _| false);
+        self.histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// Moves the samples recorded since the last call into the histograms, and stops ignoring
     /// names deleted more than [`FORGET_FOR`] ago.
     fn upkeep(&self) {
+        self.drop_detail();
         let mut histograms = self
             .histograms
             .lock()
@@ -171,6 +205,9 @@ impl TopicSeries {
             families.entry(name.to_owned()).or_default().push(text);
         }
         drop(histograms);
+        for (name, lines) in crate::series::collect().families {
+            families.entry(name.to_owned()).or_default().extend(lines);
+        }
         for (name, mut lines) in families {
             lines.sort();
             let (kind, help) = ALL
@@ -233,7 +270,7 @@ fn series(
 }
 
 /// A label value as the text format writes it: `\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -345,6 +382,9 @@ impl metrics::Recorder for Recorder {
     }
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        if has_partition(key) && !crate::partition_series() {
+            return Counter::noop();
+        }
         match topic_of(key) {
             None => self.prometheus.register_counter(key, metadata),
             Some(t) if self.topics.is_forgotten(t) => Counter::noop(),
@@ -356,6 +396,9 @@ impl metrics::Recorder for Recorder {
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        if has_partition(key) && !crate::partition_series() {
+            return Gauge::noop();
+        }
         match topic_of(key) {
             None => self.prometheus.register_gauge(key, metadata),
             Some(t) if self.topics.is_forgotten(t) => Gauge::noop(),
@@ -367,9 +410,16 @@ impl metrics::Recorder for Recorder {
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        if has_partition(key) && !crate::partition_series() {
+            return Histogram::noop();
+        }
         match topic_of(key) {
             None => self.prometheus.register_histogram(key, metadata),
             Some(t) if self.topics.is_forgotten(t) => Histogram::noop(),
+            // Past the partition-series limit, one distribution for every topic.
+            Some(_) if !crate::partition_series() => self
+                .prometheus
+                .register_histogram(&without_topic(key), metadata),
             Some(_) => self
                 .topics
                 .registry
@@ -393,6 +443,9 @@ mod tests {
 
     #[test]
     fn topic_series_render_as_prometheus_text_and_go_with_their_topic() {
+        let _g = crate::series::TEST_LOCK
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let r = Recorder::new().unwrap();
         let h = r.handle();
         r.register_counter(&key(crate::FETCH_REQUESTS, "a"), &meta())
@@ -467,6 +520,84 @@ mod tests {
             text.contains("eddy_fetch_requests_total{topic=\"a\"} 5\n"),
             "{text}"
         );
+    }
+
+    struct Fixed;
+    impl crate::Collector for Fixed {
+        fn collect(&self, out: &mut crate::Samples) {
+            out.gauge(crate::TOPIC_HIGH_WATERMARK, &[("topic", "a")], 7.0);
+            out.gauge(
+                crate::PARTITION_HIGH_WATERMARK,
+                &[("topic", "a"), ("partition", "3")],
+                4.0,
+            );
+        }
+    }
+
+    #[test]
+    fn past_the_partition_limit_partition_series_go_and_histograms_lose_their_topic() {
+        let _g = crate::series::TEST_LOCK
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let r = Recorder::new().unwrap();
+        let h = r.handle();
+        let fixed: Arc<dyn crate::Collector> = Arc::new(Fixed);
+        crate::register_collector(Arc::downgrade(&fixed));
+        let committed = || {
+            Key::from_parts(
+                crate::GROUP_COMMITTED_OFFSET,
+                vec![
+                    metrics::Label::new("group", "g"),
+                    metrics::Label::new("topic", "a"),
+                    metrics::Label::new("partition", "0"),
+                ],
+            )
+        };
+        r.register_gauge(&committed(), &meta()).set(5.0);
+        r.register_histogram(&key(crate::FETCH_LATENCY, "a"), &meta())
+            .record(0.001);
+        let text = h.render();
+        assert!(
+            text.contains("eddy_topic_high_watermark{topic=\"a\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("eddy_partition_high_watermark{topic=\"a\",partition=\"3\"} 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("partition=\"0\"} 5"), "{text}");
+        assert_eq!(
+            text.matches("# TYPE eddy_topic_high_watermark gauge")
+                .count(),
+            1
+        );
+
+        crate::set_partition_series_limit(10);
+        crate::set_cluster_partitions(777, 11);
+        r.register_gauge(&committed(), &meta()).set(6.0);
+        r.register_histogram(&key(crate::FETCH_LATENCY, "a"), &meta())
+            .record(0.002);
+        let text = h.render();
+        assert!(!text.contains("partition="), "{text}");
+        assert!(
+            !text.contains("eddy_fetch_latency_seconds_count{topic"),
+            "{text}"
+        );
+        assert!(
+            text.contains("eddy_fetch_latency_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("eddy_topic_high_watermark{topic=\"a\"} 7\n"),
+            "{text}"
+        );
+
+        crate::set_cluster_partitions(777, 0);
+        crate::set_partition_series_limit(crate::PARTITION_SERIES_LIMIT);
+        r.register_gauge(&committed(), &meta()).set(8.0);
+        assert!(h.render().contains("partition=\"0\"} 8"));
+        drop(fixed);
+        assert!(!h.render().contains("eddy_topic_high_watermark"));
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //!   `Future` (any executor). The Kafka listener reads no request it has no room for (Kafka's
 //!   `queued.max.request.bytes`) and reads no fetch answer it has no room for: overload
 //!   becomes backpressure on the sockets, not memory.
+//! - [`ValueTable`]: a `u64` per partition storage id, set by the brokers' leaders and read
+//!   by the metrics collector at scrape time (partitions' high watermarks), 8 bytes each.
 //!
 //! Under `--cfg loom` the atomics and locks are loom's.
 
 mod budget;
 mod sync;
+mod table;
 
 pub use budget::{Acquire, MemoryBudget, Permit};
+pub use table::ValueTable;

@@ -107,3 +107,33 @@ fn a_shrink_racing_a_waiter_wakes_it() {
         assert_eq!(budget.available(), 3);
     });
 }
+
+/// A value set while another thread grows the table is not lost by the growth, and of two
+/// racing `set_if_absent`s exactly one sets its value. (A `set` racing a `set_if_absent` is
+/// not modelled: loom gives impossible histories for a store racing a read-modify-write,
+/// tokio-rs/loom#254.)
+#[test]
+fn table_growth_keeps_values_set_meanwhile() {
+    use eddy_sync::ValueTable;
+    model(|| {
+        let t = Arc::new(ValueTable::default());
+        t.set(1, 10);
+        let grower = {
+            let t = t.clone();
+            thread::spawn(move || {
+                t.set(5, 7); // a second chunk (4 values each under loom)
+            })
+        };
+        let racer = {
+            let t = t.clone();
+            thread::spawn(move || t.set_if_absent(2, 20))
+        };
+        let mine = t.set_if_absent(2, 30);
+        grower.join().unwrap();
+        let theirs = racer.join().unwrap();
+        assert_eq!(t.get(1), Some(10));
+        assert_eq!(t.get(5), Some(7));
+        assert!(mine != theirs, "one set_if_absent wins");
+        assert_eq!(t.get(2), Some(if mine { 30 } else { 20 }));
+    });
+}

@@ -49,6 +49,10 @@ pub(crate) struct ServeArgs {
     /// at replication factor 3 takes 30); creating past it is refused [default: 1000000].
     #[arg(long, env = "EDDY_MAX_PARTITIONS", value_name = "N")]
     max_partitions: Option<u64>,
+    /// `/metrics` has per-partition series (high watermark, committed offset, lag) while the
+    /// node holds at most this many partitions; past it, per-topic sums only [default: 10000].
+    #[arg(long, env = "EDDY_METRICS_PARTITION_SERIES", value_name = "N")]
+    metrics_partition_series: Option<usize>,
     /// The HTTP API's address [default: --host].
     #[arg(long, env = "EDDY_HTTP_HOST", value_name = "HOST")]
     http_host: Option<String>,
@@ -120,6 +124,7 @@ struct FileConfig {
     advertised_host: Option<String>,
     auto_create_topics: Option<bool>,
     max_partitions: Option<u64>,
+    metrics_partition_series: Option<usize>,
     http_host: Option<String>,
     http_port: Option<u16>,
     durability: Option<String>,
@@ -167,6 +172,7 @@ pub(crate) struct Settings {
     pub(crate) advertised_host: Option<String>,
     pub(crate) auto_create_topics: bool,
     pub(crate) max_partitions: u64,
+    pub(crate) metrics_partition_series: usize,
     pub(crate) http_host: String,
     pub(crate) http_port: u16,
     pub(crate) durability: Durability,
@@ -268,6 +274,10 @@ impl ServeArgs {
                 .max_partitions
                 .or(file.max_partitions)
                 .unwrap_or(1_000_000),
+            metrics_partition_series: self
+                .metrics_partition_series
+                .or(file.metrics_partition_series)
+                .unwrap_or(eddy_metrics::PARTITION_SERIES_LIMIT),
             http_host: self
                 .http_host
                 .or(file.http_host)
@@ -394,6 +404,7 @@ pub(crate) fn run(s: Settings) -> anyhow::Result<()> {
     raise_open_files_limit();
     // Prometheus's recorder, except that a deleted topic's series go with it.
     let prometheus = eddy_metrics::install().context("cannot install the metrics recorder")?;
+    eddy_metrics::set_partition_series_limit(s.metrics_partition_series);
     let mut config = ClusterConfig::new(s.cluster.clone(), &s.data_dir);
     config.brokers = s.brokers;
     config.auto_create_topics = s.auto_create_topics;
@@ -497,6 +508,7 @@ mod tests {
             advertised_host: None,
             auto_create_topics: None,
             max_partitions: None,
+            metrics_partition_series: None,
             http_host: None,
             http_port: None,
             durability: None,

@@ -197,7 +197,16 @@ pub struct Controller {
     slots: Vec<Slot>,
     next_incarnation: u64,
     shutting_down: bool,
+    /// Partitions' high watermarks, written by the brokers' leaders (see `crate::watermarks`).
+    high_watermarks: Arc<eddy_sync::ValueTable>,
+    /// Renders them at scrape time, for as long as this controller lives.
+    _watermark_series: Arc<dyn eddy_metrics::Collector>,
+    /// This cluster's key in `eddy_metrics::set_cluster_partitions`.
+    metrics_id: u64,
 }
+
+/// Tells clusters of one process apart in `eddy_metrics::set_cluster_partitions`.
+static NEXT_METRICS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -231,6 +240,13 @@ impl Controller {
                 last_heartbeat: t,
             })
             .collect();
+        let high_watermarks = Arc::new(eddy_sync::ValueTable::default());
+        let series: Arc<dyn eddy_metrics::Collector> =
+            Arc::new(crate::watermarks::HighWatermarkSeries {
+                view: view.clone(),
+                table: high_watermarks.clone(),
+            });
+        eddy_metrics::register_collector(Arc::downgrade(&series));
         Controller {
             config,
             metadata,
@@ -240,6 +256,9 @@ impl Controller {
             slots,
             next_incarnation: 0,
             shutting_down: false,
+            high_watermarks,
+            _watermark_series: series,
+            metrics_id: NEXT_METRICS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -259,6 +278,7 @@ impl Controller {
             config: self.config.clone(),
             fetching_paused: Default::default(),
             readers: Arc::new(tokio::sync::Semaphore::new(super::READERS_PER_BROKER)),
+            high_watermarks: self.high_watermarks.clone(),
         });
         let addr = Broker::new(
             shared,
@@ -344,6 +364,7 @@ impl Controller {
         metrics::gauge!(eddy_metrics::UNDER_REPLICATED_PARTITIONS).set(under as f64);
         metrics::gauge!(eddy_metrics::OFFLINE_PARTITIONS).set(offline as f64);
         metrics::gauge!(eddy_metrics::BROKERS_ALIVE).set(m.alive.len() as f64);
+        eddy_metrics::set_cluster_partitions(self.metrics_id, m.partition_count());
         if changes.elections > 0 {
             metrics::counter!(eddy_metrics::LEADER_ELECTIONS)
                 .increment(u64::from(changes.elections));
@@ -427,6 +448,10 @@ const LAG_PROBE: Duration = Duration::from_millis(20);
 impl Actor for Controller {
     type Context = Context<Self>;
 
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        eddy_metrics::set_cluster_partitions(self.metrics_id, 0);
+    }
+
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Counters of rare events exist from the start (at 0), so that rate() and
         // dashboards see them before the first event.
@@ -454,6 +479,15 @@ impl Actor for Controller {
                 warn!(error = %e, "cannot persist start-up elections");
             }
             act.commit(next, &changes);
+            // The high watermarks of partitions no leader has touched yet, for `/metrics`.
+            let (meta, stores) = (act.view.snapshot(), act.stores.clone());
+            let table = act.high_watermarks.clone();
+            let spawned = std::thread::Builder::new()
+                .name("eddy-hw-load".into())
+                .spawn(move || crate::watermarks::fill_from_checkpoints(&meta, &stores, &table));
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start reading the checkpointed high watermarks");
+            }
         }));
         let interval = self.config.broker_heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| act.tick(ctx));
@@ -569,6 +603,9 @@ impl Handler<DeleteTopic> for Controller {
             // Its metrics series go too (as in Kafka); late updates are dropped.
             eddy_metrics::topic_deleted(gone.name.as_str());
             let pids: Vec<PartitionId> = gone.partitions.iter().map(|p| p.id).collect();
+            for pid in &pids {
+                act.high_watermarks.clear(pid.0);
+            }
             for slot in &act.slots {
                 if let Some(addr) = &slot.addr {
                     addr.do_send(PartitionsDeleted {

@@ -185,8 +185,10 @@ impl GroupCoordinator {
                         )
                     })
                     .collect();
+                let detail = eddy_metrics::partition_series();
                 let gauges: Vec<(metrics::Gauge, i64)> = records
                     .iter()
+                    .filter(|_| detail)
                     .filter_map(|(key, value)| match (key, value) {
                         (
                             OffsetsKey::Offset {

@@ -69,6 +69,9 @@ pub(crate) struct Shared {
     pub(crate) fetching_paused: AtomicBool,
     /// Reads running off the actors' thread now ([`READERS_PER_BROKER`] at most).
     pub(crate) readers: Arc<tokio::sync::Semaphore>,
+    /// Every partition's high watermark as its leader last set it, by storage id (cluster
+    /// wide): what `/metrics` reports (see `crate::watermarks`).
+    pub(crate) high_watermarks: Arc<eddy_sync::ValueTable>,
 }
 
 /// Consumer reads of one broker that run at once, each on a blocking thread. A read of

@@ -196,6 +196,8 @@ impl OffsetsPartition {
                 act.state = state;
                 act.records = count;
                 act.loaded = true;
+                let all = act.state.group_topics();
+                act.report_committed(all);
                 for topic in std::mem::take(&mut act.deleted) {
                     act.drop_offsets_of(&topic);
                 }
@@ -206,6 +208,19 @@ impl OffsetsPartition {
                 ctx.stop();
             }
         }));
+    }
+
+    /// Sets `eddy_group_topic_committed_offset` of each (group, topic) from the state.
+    fn report_committed(&self, pairs: Vec<(String, String)>) {
+        for (group, topic) in pairs {
+            let sum = self.state.committed_sum(&group, &topic);
+            metrics::gauge!(
+                eddy_metrics::GROUP_TOPIC_COMMITTED_OFFSET,
+                "group" => group,
+                "topic" => topic
+            )
+            .set(sum as f64);
+        }
     }
 
     /// Queues tombstones for every committed offset of `topic`.
@@ -303,10 +318,17 @@ impl OffsetsPartition {
             let res = res.map_err(BrokerError::from).and_then(|r| r);
             match res {
                 Ok(_) => {
+                    let mut touched = Vec::new();
                     for (k, v) in applied {
+                        if let OffsetsKey::Offset { group, topic, .. } = &k {
+                            touched.push((group.clone(), topic.clone()));
+                        }
                         // Values were checked against their keys when encoded.
                         let _ = act.state.put(k, v);
                     }
+                    touched.sort_unstable();
+                    touched.dedup();
+                    act.report_committed(touched);
                     act.records += n;
                     for w in waiters {
                         let _ = w.send(Ok(()));

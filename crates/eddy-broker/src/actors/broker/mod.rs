@@ -55,7 +55,6 @@ pub(super) struct Led {
     /// Tells this leader state apart from one built later for the same partition (appends
     /// in flight belong to the one that asked for them).
     generation: u64,
-    high_watermark: metrics::Gauge,
 }
 
 /// Handles on one topic's metrics (looked up once per topic, not per request).
@@ -95,12 +94,18 @@ impl TopicMetrics {
     }
 }
 
-/// The topics' metric handles, built on first use.
+/// The topics' metric handles, built on first use (again after the partition-series limit
+/// is crossed, which moves the fetch-latency histograms: see `eddy_metrics::series_epoch`).
 #[derive(Default)]
-pub(super) struct TopicMetricsCache(HashMap<TopicName, TopicMetrics>);
+pub(super) struct TopicMetricsCache(HashMap<TopicName, TopicMetrics>, u64);
 
 impl TopicMetricsCache {
     fn get(&mut self, topic: &TopicName) -> &TopicMetrics {
+        let epoch = eddy_metrics::series_epoch();
+        if epoch != self.1 {
+            self.0.clear();
+            self.1 = epoch;
+        }
         if !self.0.contains_key(topic) {
             self.0.insert(topic.clone(), TopicMetrics::new(topic));
         }
@@ -306,12 +311,9 @@ impl Broker {
             lag_max: self.shared.config.replica_lag_time_max,
         };
         let core = LeaderCore::new(init, now);
-        let high_watermark = metrics::gauge!(
-            eddy_metrics::PARTITION_HIGH_WATERMARK,
-            "topic" => t.name.to_string(),
-            "partition" => index.to_string()
-        );
-        high_watermark.set(core.high_watermark() as f64);
+        self.shared
+            .high_watermarks
+            .set(p.id.0, core.high_watermark());
         debug!(topic = %t.name, partition = index, epoch = p.leader_epoch, "leading");
         if core.needs_attention() {
             self.attention.insert(p.id);
@@ -322,7 +324,6 @@ impl Broker {
             Led {
                 core,
                 generation: self.next_generation,
-                high_watermark,
             },
         );
         Ok(p.id)
@@ -405,7 +406,7 @@ impl Broker {
         }
         if fx.high_watermark_moved {
             let hw = led.core.high_watermark();
-            led.high_watermark.set(hw as f64);
+            self.shared.high_watermarks.set(pid.0, hw);
             let waiting: Vec<u64> = self
                 .watched
                 .get(&pid)
