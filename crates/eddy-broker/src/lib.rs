@@ -20,6 +20,8 @@
 //! - `actors`: `Controller` (metadata writer, elections), `Broker` (every replica of its log
 //!   directory: it drives the `leader` and `fetcher` state machines), `OffsetsPartition` and
 //!   `GroupCoordinator` (consumer groups).
+//! - `watermarks`: partitions' high watermarks for `/metrics`, in a table leaders write and
+//!   a collector reads at scrape time.
 //! - `testing` (feature `testing`): a test cluster config and paused-time actix systems.
 //! - [`messages`]: what the actors exchange. [`config`]: cluster and topic settings.
 //!   [`BrokerError`]: the crate's one error type.

@@ -20,6 +20,9 @@
 //!   descriptions with the installed recorder (call it once at start-up).
 //! - `recorder`: [`install`], [`Handle`] (renders `/metrics`), [`topic_deleted`] and
 //!   [`topic_created`].
+//! - `series`: the per-partition series switch ([`partition_series`],
+//!   [`set_partition_series_limit`], [`set_cluster_partitions`]) and the [`Collector`]s
+//!   read at scrape time.
 //!
 //! ```
 //! assert!(eddy_metrics::ALL.iter().any(|m| m.name == eddy_metrics::PRODUCE_RECORDS));
@@ -56,7 +59,8 @@ pub const FETCH_BYTES: &str = "eddy_fetch_bytes_total";
 /// Records returned to consumers (counted from batch headers). Labels: `topic`.
 pub const FETCH_RECORDS: &str = "eddy_fetch_records_total";
 /// Time from a consumer fetch reaching its leader to its answer (long-poll waits included),
-/// one sample per topic a fetch reads. Labels: `topic`.
+/// one sample per topic a fetch reads. Labels: `topic` (none past the partition-series limit,
+/// see [`partition_series`]).
 pub const FETCH_LATENCY: &str = "eddy_fetch_latency_seconds";
 /// How far the follower replicas of one replication stream are behind their leader's log
 /// end, in records (offsets): the most of the partitions in its last answer. Labels:
@@ -92,9 +96,11 @@ pub const LOG_COMMIT_BYTES: &str = "eddy_log_commit_bytes";
 /// (`eddy_log::LogConfig::page_cache_window`). Labels: `broker`.
 pub const LOG_PAGE_CACHE_DROPPED: &str = "eddy_log_page_cache_dropped_bytes_total";
 /// How full the embedded producer's batches are when sent: bytes / `batch.size` (above 1 for
-/// a single record larger than `batch.size`). Labels: `topic`.
+/// a single record larger than `batch.size`). Labels: `topic` (none past the partition-series
+/// limit).
 pub const PRODUCER_BATCH_FILL: &str = "eddy_producer_batch_fill_ratio";
-/// Bytes per batch the embedded producer sent. Labels: `topic`.
+/// Bytes per batch the embedded producer sent. Labels: `topic` (none past the
+/// partition-series limit).
 pub const PRODUCER_BATCH_BYTES: &str = "eddy_producer_batch_bytes";
 
 /// Batches the embedded producer sent again after a retriable failure. Labels: `topic`.
