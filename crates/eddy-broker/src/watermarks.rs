@@ -52,10 +52,12 @@ impl eddy_metrics::Collector for HighWatermarkSeries {
 
 /// Fills the table with the checkpointed high watermark of every partition a leader has not
 /// set yet, each read from its leader's log directory (one read transaction per directory).
+/// Gives up between directories once `stop` is set.
 pub(crate) fn fill_from_checkpoints(
     meta: &ClusterMetadata,
     stores: &[LogStore],
     table: &ValueTable,
+    stop: &std::sync::atomic::AtomicBool,
 ) {
     let mut leader_of = std::collections::HashMap::new();
     for t in meta.topics.values() {
@@ -66,6 +68,9 @@ pub(crate) fn fill_from_checkpoints(
         }
     }
     for (b, store) in stores.iter().enumerate() {
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let marks = match store.high_watermarks() {
             Ok(m) => m,
             Err(e) => {

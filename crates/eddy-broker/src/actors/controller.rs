@@ -203,6 +203,24 @@ pub struct Controller {
     _watermark_series: Arc<dyn eddy_metrics::Collector>,
     /// This cluster's key in `eddy_metrics::set_cluster_partitions`.
     metrics_id: u64,
+    /// The start-up read of the checkpointed high watermarks.
+    hw_load: Option<HwLoad>,
+}
+
+/// The thread reading the checkpointed high watermarks; dropping it stops it and waits
+/// for it (it holds clones of the log stores, which must be gone when the cluster is).
+struct HwLoad {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for HwLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Tells clusters of one process apart in `eddy_metrics::set_cluster_partitions`.
@@ -259,6 +277,7 @@ impl Controller {
             high_watermarks,
             _watermark_series: series,
             metrics_id: NEXT_METRICS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            hw_load: None,
         }
     }
 
@@ -450,6 +469,7 @@ impl Actor for Controller {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         eddy_metrics::set_cluster_partitions(self.metrics_id, 0);
+        drop(self.hw_load.take());
     }
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -482,11 +502,23 @@ impl Actor for Controller {
             // The high watermarks of partitions no leader has touched yet, for `/metrics`.
             let (meta, stores) = (act.view.snapshot(), act.stores.clone());
             let table = act.high_watermarks.clone();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopping = stop.clone();
             let spawned = std::thread::Builder::new()
                 .name("eddy-hw-load".into())
-                .spawn(move || crate::watermarks::fill_from_checkpoints(&meta, &stores, &table));
-            if let Err(e) = spawned {
-                warn!(error = %e, "cannot start reading the checkpointed high watermarks");
+                .spawn(move || {
+                    crate::watermarks::fill_from_checkpoints(&meta, &stores, &table, &stopping)
+                });
+            match spawned {
+                Ok(thread) => {
+                    act.hw_load = Some(HwLoad {
+                        thread: Some(thread),
+                        stop,
+                    })
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot start reading the checkpointed high watermarks")
+                }
             }
         }));
         let interval = self.config.broker_heartbeat_interval;
