@@ -130,6 +130,15 @@ impl FetcherCore {
         self.partitions.get(&pid)
     }
 
+    /// Whether a position waits to be reported. `report` may also hold entries that no
+    /// longer count (the partition left, or was unmarked): a partition counts while it is in
+    /// the session with `reported` set.
+    fn has_report(&self) -> bool {
+        self.report
+            .iter()
+            .any(|p| self.partitions.get(p).is_some_and(|f| f.reported))
+    }
+
     fn mark_report(&mut self, pid: PartitionId) {
         if let Some(f) = self.partitions.get_mut(&pid) {
             if !f.reported && f.sync == Sync::Done {
@@ -224,8 +233,9 @@ impl FetcherCore {
                 false
             }
             Some(_) => {
+                // Its entry in `report`, if any, is skipped by the next fetch (a search
+                // here made leaving many partitions quadratic).
                 self.partitions.remove(&pid);
-                self.report.retain(|p| *p != pid);
                 self.removed.push(pid);
                 true
             }
@@ -308,10 +318,9 @@ impl FetcherCore {
                     not_before: now + SYNC_BACKOFF,
                 };
                 self.to_sync.push(pid);
-                f.reported = false;
+                f.reported = false; // its entry in `report` is now skipped
             }
         }
-        self.report.retain(|p| *p != pid);
     }
 
     /// The next fetch, if none is in flight: the positions that changed and the partitions
@@ -319,13 +328,16 @@ impl FetcherCore {
     pub(crate) fn fetch_request(&mut self, limits: FetchLimits) -> Option<ReplicaFetch> {
         // While epochs are being checked, a fetch with nothing to report would only park at
         // the leader, and the positions of the partitions checked would wait behind it.
-        if self.fetching || (self.syncing && self.report.is_empty()) {
+        if self.fetching || (self.syncing && !self.has_report()) {
             return None;
         }
         self.fetching = true;
         let mut positions = Vec::with_capacity(self.report.len());
         for pid in self.report.drain(..) {
             if let Some(f) = self.partitions.get_mut(&pid) {
+                if !f.reported {
+                    continue; // left, refused or unmarked since (or a second entry)
+                }
                 f.reported = false;
                 if f.sync == Sync::Done {
                     positions.push(ReplicaPosition {
@@ -406,10 +418,9 @@ impl FetcherCore {
                         not_before: now + SYNC_BACKOFF,
                     };
                     self.to_sync.push(pid);
-                    f.reported = false;
+                    f.reported = false; // its entry in `report` is now skipped
                 }
             }
-            self.report.retain(|p| *p != pid);
             out.refused.push(pid);
         }
         out

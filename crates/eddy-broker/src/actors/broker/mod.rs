@@ -576,6 +576,7 @@ impl Broker {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let t = now();
         let pids: Vec<PartitionId> = self.attention.iter().copied().collect();
+        let mut ticked = Vec::with_capacity(pids.len());
         for pid in pids {
             let Some(led) = self.leaders.get_mut(&pid) else {
                 self.attention.remove(&pid);
@@ -588,10 +589,12 @@ impl Broker {
             let mut out = Vec::new();
             let fx = led.core.tick(t, &mut out);
             self.apply(pid, fx, out, ctx);
-            // Records not committed yet (a new leader's, or one restarted) need the
-            // followers, even when no new append comes to wake them.
-            self.notify_followers(&[pid], ctx);
+            ticked.push(pid);
         }
+        // Records not committed yet (a new leader's, or one restarted) need the followers,
+        // even when no new append comes to wake them: all of them at once, so that a parked
+        // replica fetch is answered with every partition, not the first one.
+        self.notify_followers(&ticked, ctx);
     }
 
     /// Every so often: state of idle partitions dropped (leaders' and followers'), and the
