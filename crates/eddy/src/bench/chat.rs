@@ -73,6 +73,20 @@ pub(crate) struct ChatArgs {
     /// Skips the few-partition baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// The client of the produce and read phases: `librdkafka` (a request per partition,
+    /// a regex group) or `wire` (a request per broker for all its partitions, a standalone
+    /// consumer committing for the group: see `bench/wire.rs`).
+    #[arg(long, value_enum, default_value_t = ChatClient::Librdkafka)]
+    client: ChatClient,
+}
+
+/// Which client `eddy bench chat` produces and reads with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ChatClient {
+    /// librdkafka (rdkafka): what most users run.
+    Librdkafka,
+    /// A minimal Kafka-protocol client that batches per broker (as Kafka's Java client).
+    Wire,
 }
 
 /// A set of topics the phases run on.
@@ -117,6 +131,7 @@ pub(crate) fn run(args: &BenchArgs, chat: &ChatArgs) -> anyhow::Result<serde_jso
         "replication": args.replication,
         "message_bytes": chat.message_bytes,
         "trickle_rate": chat.trickle_rate,
+        "client": format!("{:?}", chat.client).to_lowercase(),
     });
     for set in &sets {
         let mut r = json!({"topics": set.topics.len(), "partitions": set.partitions_total()});
@@ -128,11 +143,24 @@ pub(crate) fn run(args: &BenchArgs, chat: &ChatArgs) -> anyhow::Result<serde_jso
         );
         r["create_s"] = json!(create(args, set, timeout)?.as_secs_f64());
         let cpu = Cpu::start(chat.server_pid);
-        let mut p = produce_each(args, chat, set, timeout)?;
+        let mut p = match chat.client {
+            ChatClient::Librdkafka => produce_each(args, chat, set, timeout)?,
+            ChatClient::Wire => super::wire::produce(&args.bootstrap, &set.topics, |t, p| {
+                message(t, p, 0, chat.message_bytes)
+            })?,
+        };
         cpu.report(&mut p);
         r["produce"] = p;
         let cpu = Cpu::start(chat.server_pid);
-        let mut read = read_back(args, set, timeout)?;
+        let mut read = match chat.client {
+            ChatClient::Librdkafka => read_back(args, set, timeout)?,
+            ChatClient::Wire => super::wire::read_commit(
+                &args.bootstrap,
+                &set.topics,
+                &format!("bench-chat-wire-{run_id}-{}", set.label),
+                timeout,
+            )?,
+        };
         cpu.report(&mut read);
         r["read"] = read;
         report[set.label] = r;

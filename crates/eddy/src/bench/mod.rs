@@ -26,6 +26,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::json;
 
 mod chat;
+mod wire;
 
 /// `eddy bench MODE`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
