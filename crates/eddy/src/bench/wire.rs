@@ -233,19 +233,29 @@ pub(crate) fn produce(
             }
             requests.push(r);
         }
-        let mut ok = 0u64;
+        let mut codes: BTreeMap<i16, u64> = BTreeMap::new();
         for resp in c.pipeline(&requests)? {
             for t in &resp.responses {
-                ok += t
-                    .partition_responses
-                    .iter()
-                    .filter(|p| p.error_code == 0)
-                    .count() as u64;
+                for p in &t.partition_responses {
+                    *codes.entry(p.error_code).or_default() += 1;
+                }
             }
         }
-        Ok(ok)
+        Ok(codes)
     })?;
-    let ok: u64 = acked.iter().sum();
+    let mut codes: BTreeMap<i16, u64> = BTreeMap::new();
+    for (code, n) in acked.into_iter().flatten() {
+        *codes.entry(code).or_default() += n;
+    }
+    let ok = codes.get(&0).copied().unwrap_or(0);
+    let errors: BTreeMap<String, u64> = codes
+        .iter()
+        .filter(|(c, _)| **c != 0)
+        .map(|(c, n)| (c.to_string(), *n))
+        .collect();
+    if !errors.is_empty() {
+        eprintln!("   produce (wire): refused by error code: {errors:?}");
+    }
     let took = started.elapsed();
     let total: usize = layout.led.values().map(Vec::len).sum();
     eprintln!(
