@@ -1023,21 +1023,8 @@ impl LogStore {
 
     /// Ids of every partition in this directory, ascending.
     pub fn partitions(&self) -> Result<Vec<PartitionId>, LogError> {
-        let view = self.view()?;
-        let txn = view.read_txn(&self.inner.ctx)?;
-        let ctx = &self.inner.ctx;
-        let iter = view
-            .dbs
-            .meta
-            .prefix_iter(&txn, STATE_PREFIX)
-            .map_err(|e| ctx.heed(e))?;
         let mut out = Vec::new();
-        for kv in iter {
-            let (k, _) = kv.map_err(|e| ctx.heed(e))?;
-            if let Some(p) = state_key_partition(k) {
-                out.push(p);
-            }
-        }
+        self.scan_states(|p, _| out.push(p))?;
         Ok(out)
     }
 
@@ -1045,6 +1032,18 @@ impl LogStore {
     /// id, read in one transaction. A partition whose state does not decode is left out (and
     /// reported by any other read of it).
     pub fn high_watermarks(&self) -> Result<Vec<(PartitionId, u64)>, LogError> {
+        let mut out = Vec::new();
+        self.scan_states(|p, raw| {
+            if let Ok(st) = rmp_serde::from_slice::<crate::state::PartitionState>(raw) {
+                out.push((p, st.high_watermark));
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every partition's id and encoded state, ascending, in one read
+    /// transaction.
+    fn scan_states(&self, mut f: impl FnMut(PartitionId, &[u8])) -> Result<(), LogError> {
         let view = self.view()?;
         let txn = view.read_txn(&self.inner.ctx)?;
         let ctx = &self.inner.ctx;
@@ -1053,17 +1052,13 @@ impl LogStore {
             .meta
             .prefix_iter(&txn, STATE_PREFIX)
             .map_err(|e| ctx.heed(e))?;
-        let mut out = Vec::new();
         for kv in iter {
             let (k, v) = kv.map_err(|e| ctx.heed(e))?;
-            if let (Some(p), Ok(st)) = (
-                state_key_partition(k),
-                rmp_serde::from_slice::<crate::state::PartitionState>(v),
-            ) {
-                out.push((p, st.high_watermark));
+            if let Some(p) = state_key_partition(k) {
+                f(p, v);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads a metadata record.

@@ -161,25 +161,23 @@ fn chat_with_librdkafka_and_the_wire_client() {
     let dir = tempfile::tempdir().unwrap();
     let (child, boot, _http) = serve(dir.path());
     for (client, prefix) in [("librdkafka", "rd_user_"), ("wire", "wire_user_")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args(["bench", "chat", "--bootstrap", &boot, "--json"])
-            .args(["--users", "5", "--topic-prefix", prefix, "--client", client])
-            .args([
+        let r = bench(
+            &boot,
+            &[
+                "chat",
+                "--users",
+                "5",
+                "--topic-prefix",
+                prefix,
+                "--client",
+                client,
                 "--no-baseline",
                 "--idle-seconds",
                 "0",
                 "--phase-timeout",
                 "60",
-            ])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         let users = &r["users"];
         assert_eq!(r["client"], client, "{r}");
         assert_eq!(users["partitions"], 50, "{r}");
